@@ -1,0 +1,1 @@
+"""I/O adapters: lake storage, warehouse, notifier. Chosen from settings in ``resources.py``."""
