@@ -63,8 +63,7 @@ class Settings(BaseSettings):
         # Quoting keeps any name safe in SQL; this keeps names portable across all three engines.
         if not value or not set(value) <= _IDENTIFIER_CHARS or value[0].isdigit():
             raise ValueError(
-                "must be a lower-case identifier (letters, digits, underscore), "
-                f"got {value!r}"
+                f"must be a lower-case identifier (letters, digits, underscore), got {value!r}"
             )
         return value
 

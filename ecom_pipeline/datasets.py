@@ -180,6 +180,11 @@ LINEAGE_FIELDS = (
 )
 
 
+def validated_schema(spec: DatasetSpec) -> pa.Schema:
+    """Schema of a validated row: typed business columns (PII hashed) and lineage."""
+    return pa.schema([*spec.arrow_schema(), *LINEAGE_FIELDS])
+
+
 def silver_schema(spec: DatasetSpec) -> pa.Schema:
     """Schema of a silver row: business columns, the derived partition columns, lineage."""
     fields = list(spec.arrow_schema())

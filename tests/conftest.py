@@ -6,6 +6,7 @@ boto3 / SQLAlchemy code paths production uses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -53,10 +54,8 @@ def s3_lake_uri(moto_endpoint: str) -> str:
     import boto3
 
     client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
-    try:
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
         client.create_bucket(Bucket=BUCKET)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
     return f"s3://{BUCKET}/t-{uuid.uuid4().hex[:12]}"
 
 

@@ -101,9 +101,7 @@ class Lake(ABC):
 
     def read_parquet(self, keys: Iterable[str], columns: list[str] | None = None) -> pa.Table:
         """Concatenate these Parquet objects (schemas must agree); an empty list gives None."""
-        tables = [
-            pq.read_table(io.BytesIO(self.read_bytes(key)), columns=columns) for key in keys
-        ]
+        tables = [pq.read_table(io.BytesIO(self.read_bytes(key)), columns=columns) for key in keys]
         if not tables:
             raise ValueError("read_parquet needs at least one key")
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -247,9 +245,7 @@ class S3Lake(Lake):
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
             for item in page.get("Contents", []):
                 found.append(
-                    LakeObject(
-                        item["Key"][len(self.prefix) :], item["Size"], item["LastModified"]
-                    )
+                    LakeObject(item["Key"][len(self.prefix) :], item["Size"], item["LastModified"])
                 )
         return sorted(found, key=lambda o: o.key)
 

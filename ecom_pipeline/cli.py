@@ -1,0 +1,198 @@
+"""``ecom-pipeline``: the local way in (SPEC §8).
+
+Each command exits 0 on success and non-zero with a one-paragraph reason on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+
+from ecom_pipeline.config import LOCAL_KEY_FILE, load_settings
+from ecom_pipeline.datasets import Dataset
+from ecom_pipeline.errors import PipelineError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _quiet_prefect_defaults() -> None:
+    """Sensible local defaults, set only where the user has not chosen otherwise."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _datasets(text: str) -> list[Dataset]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    known = {d.value for d in Dataset}
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown dataset(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(sorted(known))}"
+        )
+    return [Dataset(n) for n in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecom-pipeline",
+        description="E-commerce analytics pipeline: raw CSV → silver Parquet → gold → warehouse.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init-local", help="create a local PII key file for try-outs")
+    init.set_defaults(handler=cmd_init_local)
+
+    generate = commands.add_parser("generate", help="write realistic raw CSVs under raw/")
+    generate.add_argument("--start-date", type=_iso_date, required=True)
+    generate.add_argument("--days", type=int, default=1)
+    generate.add_argument("--orders-per-day", type=int, default=2000)
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--clean", action="store_true", help="no defects")
+    generate.set_defaults(handler=cmd_generate)
+
+    run = commands.add_parser("run", help="run the daily flow for one day")
+    run.add_argument("--date", type=_iso_date, required=True)
+    run.add_argument("--datasets", type=_datasets, default=None, help="comma separated")
+    run.add_argument("--reprocess", action="store_true", help="process ingested files again")
+    run.set_defaults(handler=cmd_run)
+
+    backfill = commands.add_parser("backfill", help="run the backfill flow over a date range")
+    backfill.add_argument("--start-date", type=_iso_date, required=True)
+    backfill.add_argument("--end-date", type=_iso_date, required=True)
+    backfill.add_argument("--datasets", type=_datasets, default=None)
+    backfill.add_argument("--reprocess", action="store_true")
+    backfill.set_defaults(handler=cmd_backfill)
+
+    retention = commands.add_parser("retention", help="apply the retention rules")
+    retention.set_defaults(handler=cmd_retention)
+
+    files = commands.add_parser("silver-files", help="print the committed silver files")
+    files.add_argument("dataset", type=Dataset, choices=list(Dataset))
+    files.set_defaults(handler=cmd_silver_files)
+    return parser
+
+
+def cmd_init_local(args: argparse.Namespace) -> int:
+    key_file = Path(LOCAL_KEY_FILE)
+    if key_file.exists():
+        print(f"{key_file} exists; keeping it")
+        return 0
+    key_file.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    print(f"wrote a local PII key to {key_file} (for try-outs; production uses a secret store)")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
+    from ecom_pipeline.resources import build_resources
+
+    resources = build_resources(load_settings())
+    config = GeneratorConfig(orders_per_day=args.orders_per_day, seed=args.seed, clean=args.clean)
+    for offset in range(args.days):
+        day = args.start_date + timedelta(days=offset)
+        started = time.perf_counter()
+        keys = write_raw_files(resources.lake, generate_day(day, config, first_day=args.start_date))
+        print(f"{day}: {len(keys)} file(s) in {time.perf_counter() - started:.1f} s")
+    print(f"raw files under {resources.lake.uri('raw')}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.daily import ALL_DATASETS, daily
+
+    report = daily(
+        run_date=args.date, datasets=args.datasets or ALL_DATASETS, reprocess=args.reprocess
+    )
+    _print_report(report)
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from flows.backfill import backfill
+    from flows.daily import ALL_DATASETS
+
+    summary = backfill(
+        start_date=args.start_date,
+        end_date=args.end_date,
+        datasets=args.datasets or ALL_DATASETS,
+        reprocess=args.reprocess,
+    )
+    for line in summary.lines():
+        print(line)
+    return 0 if summary.succeeded else EXIT_FAILED
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from flows.retention import retention
+
+    summary = retention()
+    for line in summary.lines():
+        print(line)
+    return 0
+
+
+def cmd_silver_files(args: argparse.Namespace) -> int:
+    from ecom_pipeline.datasets import SPECS
+    from ecom_pipeline.resources import build_resources
+    from ecom_pipeline.silver_store import SilverStore
+
+    store = SilverStore(build_resources(load_settings()).lake, SPECS[args.dataset])
+    for uri in store.committed_uris():
+        print(uri)
+    return 0
+
+
+def _print_report(report: object) -> None:
+    from ecom_pipeline.run_report import RunReport
+
+    assert isinstance(report, RunReport)
+    settings = load_settings()
+    for name, dataset in sorted(report.datasets.items()):
+        print(
+            f"{name:>9}: {dataset.total('rows_read')} read, "
+            f"{dataset.total('rows_written')} written, "
+            f"{dataset.total('rows_quarantined')} quarantined, "
+            f"{dataset.total('rows_superseded')} superseded, "
+            f"{len(dataset.partitions_written)} partition(s) written"
+        )
+    print(f"lake: {settings.lake_uri}  manifest: {report.manifest_key}")
+    url = settings.warehouse_url
+    print(f"warehouse: {_safe_url(url.get_secret_value())} (schema {settings.warehouse_schema})")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_prefect_defaults()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except PipelineError as exc:
+        print(f"ecom-pipeline {args.command} failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

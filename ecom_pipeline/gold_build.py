@@ -1,0 +1,114 @@
+"""The gold step: rebuild the gold rows of the days and months a run touched, from silver.
+
+The lake keeps one file per gold table and month, ``gold/{table}/month=YYYY-MM/{table}.parquet``,
+replaced whole (atomically) when any of its days changes. A month file always holds the complete
+month, so the warehouse load can replace whole months and a day whose rows all vanished leaves
+nothing stale behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ecom_pipeline import gold
+from ecom_pipeline.adapters.lake import Lake
+from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.gold_tables import (
+    DAILY_PAYMENTS,
+    DAILY_REVENUE,
+    MONTH,
+    MONTHLY_CUSTOMERS,
+    GoldTable,
+)
+from ecom_pipeline.partitioning import parse_partition_path
+from ecom_pipeline.silver_store import SilverStore
+
+ORDER_COLUMNS = [
+    "order_id",
+    "customer_id",
+    "order_date",
+    "order_status",
+    "total_amount",
+    "customer_region",
+]
+
+
+@dataclass(frozen=True)
+class GoldMonth:
+    """The complete rows of one gold table for one month, as written to the lake."""
+
+    table: GoldTable
+    month: str
+    key: str
+    rows: pa.Table
+
+
+def gold_key(table: GoldTable, month: str) -> str:
+    return f"gold/{table.name}/{MONTH}={month}/{table.name}.parquet"
+
+
+def read_gold_month(lake: Lake, table: GoldTable, month: str) -> pa.Table:
+    try:
+        return lake.read_parquet([gold_key(table, month)]).cast(table.schema)
+    except FileNotFoundError:
+        return table.schema.empty_table()
+
+
+def _partitions_on(store: SilverStore, column: str, days: set[date]) -> list[str]:
+    wanted = {d.isoformat() for d in days}
+    return [p for p in store.current().partitions if parse_partition_path(p)[column] in wanted]
+
+
+def _replace_days(
+    old: pa.Table, new: pa.Table, date_column: str, days: set[date], table: GoldTable
+) -> pa.Table:
+    keep = pc.invert(pc.is_in(old.column(date_column), value_set=pa.array(sorted(days))))
+    merged = pa.concat_tables([old.filter(keep), new.cast(table.schema)])
+    return merged.sort_by([(k, "ascending") for k in table.key])
+
+
+def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMonth]:
+    """Recompute a daily gold table for these days and rewrite their month files."""
+    dataset, date_column, build = {
+        DAILY_REVENUE.name: (Dataset.ORDERS, "order_date", gold.daily_revenue),
+        DAILY_PAYMENTS.name: (Dataset.PAYMENTS, "payment_date", gold.daily_payments),
+    }[table.name]
+    store = SilverStore(lake, SPECS[dataset])
+    by_month: dict[str, set[date]] = {}
+    for day in days:
+        by_month.setdefault(day.strftime("%Y-%m"), set()).add(day)
+    months = []
+    for month, month_days in sorted(by_month.items()):
+        silver_rows = store.read(partitions=_partitions_on(store, date_column, month_days))
+        rows = _replace_days(
+            read_gold_month(lake, table, month), build(silver_rows), date_column, month_days, table
+        )
+        key = gold_key(table, month)
+        lake.write_parquet(key, rows)
+        months.append(GoldMonth(table, month, key, rows))
+    return months
+
+
+def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:
+    """Recompute ``monthly_customers`` for these months and rewrite their files."""
+    customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
+        columns=["customer_id", "customer_region", "signup_date"]
+    )
+    orders = SilverStore(lake, SPECS[Dataset.ORDERS])
+    result = []
+    for month in sorted(set(months)):
+        partitions = [
+            p
+            for p in orders.current().partitions
+            if parse_partition_path(p)["order_date"].startswith(f"{month}-")
+        ]
+        month_orders = orders.read(partitions=partitions, columns=ORDER_COLUMNS)
+        rows = gold.monthly_customers(month, customers, month_orders)
+        key = gold_key(MONTHLY_CUSTOMERS, month)
+        lake.write_parquet(key, rows)
+        result.append(GoldMonth(MONTHLY_CUSTOMERS, month, key, rows))
+    return result

@@ -1,0 +1,124 @@
+"""The ingest step: find a day's delivered files in bronze, checksum them, skip what is done.
+
+Bronze is never modified. A file already ingested (same key and checksum, per the ledger under
+``_runs/ledger/``) is skipped; a file re-delivered with new content is processed again. A file
+that cannot be processed at all is copied whole to ``quarantine/{dataset}/dt=…/files/`` with
+its reason beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from ecom_pipeline.adapters.lake import Lake
+from ecom_pipeline.datasets import Dataset
+
+RAW_PREFIX = "raw/"
+#: Pseudo-dataset under which files of unknown dataset folders are quarantined.
+UNKNOWN_DATASET = "_unknown"
+
+
+@dataclass(frozen=True)
+class RawInput:
+    """One delivered file of the day, read once.
+
+    Attributes:
+        dataset: the folder it was delivered to (a known dataset or not).
+        key: its lake key, ``raw/{dataset}/dt=YYYY-MM-DD/{name}``.
+        day: the ``dt=`` day.
+        sha256: checksum of its bytes, recorded in the ledger and the manifest.
+        data: the bytes (not shown in reprs or logs).
+    """
+
+    dataset: str
+    key: str
+    day: date
+    sha256: str
+    data: bytes = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def day_folder(dataset: str, day: date) -> str:
+    return f"{RAW_PREFIX}{dataset}/dt={day.isoformat()}/"
+
+
+def discover(lake: Lake, day: date) -> dict[str, list[str]]:
+    """Keys of every file delivered for ``day``, by dataset folder (known or not)."""
+    marker = f"/dt={day.isoformat()}/"
+    found: dict[str, list[str]] = {}
+    for item in lake.list(RAW_PREFIX):
+        rest = item.key[len(RAW_PREFIX) :]
+        dataset, _, tail = rest.partition("/")
+        if f"/{tail}".startswith(marker) and tail.count("/") == 1:
+            found.setdefault(dataset, []).append(item.key)
+    return {name: sorted(keys) for name, keys in sorted(found.items())}
+
+
+def read_input(lake: Lake, dataset: str, key: str, day: date) -> RawInput:
+    data = lake.read_bytes(key)
+    return RawInput(dataset, key, day, hashlib.sha256(data).hexdigest(), data)
+
+
+def is_known_dataset(name: str) -> bool:
+    return name in {d.value for d in Dataset}
+
+
+# -- the ledger of ingested files ---------------------------------------------------------
+def ledger_key(dataset: str, day: date) -> str:
+    return f"_runs/ledger/{dataset}/dt={day.isoformat()}.json"
+
+
+def read_ledger(lake: Lake, dataset: str, day: date) -> dict[str, dict[str, str]]:
+    try:
+        document: dict[str, dict[str, str]] = lake.read_json(ledger_key(dataset, day))
+    except FileNotFoundError:
+        return {}
+    return document
+
+
+def already_ingested(ledger: dict[str, dict[str, str]], item: RawInput) -> bool:
+    entry = ledger.get(item.key)
+    return entry is not None and entry.get("sha256") == item.sha256
+
+
+def record_ingested(
+    lake: Lake, dataset: str, day: date, items: list[RawInput], run_id: str
+) -> None:
+    """Add these files to the day's ledger (after their rows are committed to silver)."""
+    if not items:
+        return
+    ledger = read_ledger(lake, dataset, day)
+    now = datetime.now(UTC).isoformat()
+    for item in items:
+        ledger[item.key] = {"sha256": item.sha256, "run_id": run_id, "ingested_at": now}
+    lake.write_json(ledger_key(dataset, day), ledger)
+
+
+# -- whole-file quarantine ----------------------------------------------------------------
+def quarantine_whole_file(lake: Lake, item: RawInput, reason: str, run_id: str) -> str:
+    """Copy a rejected file to quarantine with its reason; returns the copy's key."""
+    known = is_known_dataset(item.dataset)
+    dataset = item.dataset if known else UNKNOWN_DATASET
+    name = item.name if known else f"{item.dataset}-{item.name}"
+    copy_key = f"quarantine/{dataset}/dt={item.day.isoformat()}/files/{name}"
+    lake.write_bytes(copy_key, item.data)
+    lake.write_json(
+        f"{copy_key}.reason.json",
+        {
+            "source": item.key,
+            "sha256": item.sha256,
+            "reason": reason,
+            "run_id": run_id,
+            "quarantined_at": datetime.now(UTC).isoformat(),
+        },
+    )
+    return copy_key

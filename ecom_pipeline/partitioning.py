@@ -1,0 +1,86 @@
+"""Hive partition paths of the silver layer (SPEC §4), built and checked in one place.
+
+A partition value becomes a folder name, so it is checked before it is used: a value such as
+``..``, ``a/b`` or an empty string could otherwise make a writer leave its dataset's folder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ecom_pipeline.datasets import DatasetSpec
+from ecom_pipeline.errors import PipelineError
+
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+#: Separates key columns in a combined key (a control character no value contains).
+KEY_SEPARATOR = "\x1f"
+
+
+class PartitionValueError(PipelineError):
+    """A partition value that cannot safely name a folder."""
+
+
+def check_partition_value(column: str, value: str) -> str:
+    if not _SAFE_VALUE.fullmatch(value) or value in (".", ".."):
+        raise PartitionValueError(
+            f"partition value {value!r} of column {column!r} cannot name a folder: expected "
+            "letters, digits and _.:- (at most 64, not starting with a symbol)"
+        )
+    return value
+
+
+def partition_path(spec: DatasetSpec, values: dict[str, str]) -> str:
+    """``order_date=2026-11-20/customer_region=EU`` (empty for an unpartitioned dataset)."""
+    return "/".join(
+        f"{column}={check_partition_value(column, values[column])}" for column in spec.partition_by
+    )
+
+
+def parse_partition_path(path: str) -> dict[str, str]:
+    """The inverse of `partition_path`."""
+    if not path:
+        return {}
+    return dict(segment.split("=", 1) for segment in path.split("/"))
+
+
+def partition_column(table: pa.Table, spec: DatasetSpec) -> pa.Array:
+    """Each row's partition path, as a string array."""
+    if not spec.partition_by:
+        return pa.array([""] * table.num_rows, pa.string())
+    parts = []
+    for column in spec.partition_by:
+        text = pc.cast(table.column(column), pa.string())
+        parts.append(pc.binary_join_element_wise(f"{column}=", text, ""))
+    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "/")
+    result = joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+    for path in pc.unique(result).to_pylist():
+        if path is None:
+            raise PartitionValueError(f"{spec.name}: a row has no value for a partition column")
+        partition_path(spec, parse_partition_path(path))  # checks every value
+    return result
+
+
+def split_by_partition(table: pa.Table, paths: pa.Array) -> Iterator[tuple[str, pa.Table]]:
+    """The rows of each partition, partitions in path order, rows in their original order."""
+    if table.num_rows == 0:
+        return
+    order = pc.sort_indices(paths).to_numpy()
+    sorted_paths = paths.take(pa.array(order)).to_numpy(zero_copy_only=False)
+    boundaries = np.flatnonzero(sorted_paths[1:] != sorted_paths[:-1]) + 1
+    for chunk in np.split(order, boundaries):
+        rows = np.sort(chunk)
+        yield str(paths[int(rows[0])].as_py()), table.take(pa.array(rows))
+
+
+def combined_key(table: pa.Table, spec: DatasetSpec) -> pa.Array:
+    """The key as one string per row (the single key column itself when there is one)."""
+    columns = [pc.cast(table.column(name), pa.string()) for name in spec.key]
+    joined = (
+        columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, KEY_SEPARATOR)
+    )
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined

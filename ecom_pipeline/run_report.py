@@ -1,0 +1,173 @@
+"""Row accounting and the run manifest (SPEC §2 `_runs/`, §3 accounting, §7 artifact).
+
+For every input file: ``rows_read = rows_written + rows_quarantined + rows_superseded``.
+The manifest records it per file; a run whose accounting does not balance fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+FileStatus = Literal["processed", "skipped", "failed"]
+
+
+@dataclass
+class FileAccount:
+    """What became of the rows of one input file in this run."""
+
+    source: str
+    dataset: str
+    sha256: str
+    size: int
+    status: FileStatus = "processed"
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    rows_superseded: int = 0
+    error: str | None = None
+    dropped_columns: list[str] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_written + self.rows_quarantined + self.rows_superseded
+
+
+@dataclass
+class DatasetReport:
+    """One dataset's share of a run."""
+
+    dataset: str
+    files: list[FileAccount] = field(default_factory=list)
+    partitions_touched: list[str] = field(default_factory=list)
+    partitions_written: list[str] = field(default_factory=list)
+    snapshot_version: int | None = None
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def total(self, attribute: str) -> int:
+        return sum(int(getattr(f, attribute)) for f in self.files if f.status == "processed")
+
+    @property
+    def quarantined_share(self) -> float:
+        read = self.total("rows_read")
+        return self.total("rows_quarantined") / read if read else 0.0
+
+
+@dataclass
+class RunReport:
+    """Everything a run read, wrote and decided; saved as ``_runs/dt=…/{run_id}.json``."""
+
+    run_id: str
+    run_date: date
+    started_at: datetime
+    finished_at: datetime | None = None
+    datasets: dict[str, DatasetReport] = field(default_factory=dict)
+    gold_months: dict[str, list[str]] = field(default_factory=dict)
+    warehouse_rows: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def manifest_key(self) -> str:
+        return f"_runs/dt={self.run_date.isoformat()}/{self.run_id}.json"
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.failures
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the wall time of the block to ``seconds[stage]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def dataset(self, name: str) -> DatasetReport:
+        return self.datasets.setdefault(name, DatasetReport(dataset=name))
+
+    def unbalanced_files(self) -> list[FileAccount]:
+        return [
+            f
+            for report in self.datasets.values()
+            for f in report.files
+            if f.status == "processed" and not f.balanced
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["succeeded"] = self.succeeded
+        return document
+
+    def to_markdown(self) -> str:
+        """The run's Prefect artifact: per dataset, files, rows, partitions, reasons, timings."""
+        lines = [
+            f"# Daily run {self.run_date.isoformat()} — "
+            f"{'succeeded' if self.succeeded else 'FAILED'}",
+            "",
+            f"Run `{self.run_id}`; manifest `{self.manifest_key}`.",
+            "",
+            "| dataset | files | rows read | written | quarantined | superseded "
+            "| partitions written | seconds |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, report in sorted(self.datasets.items()):
+            processed = [f for f in report.files if f.status == "processed"]
+            lines.append(
+                f"| {name} | {len(processed)} "
+                f"(+{len(report.files) - len(processed)} skipped/failed) "
+                f"| {report.total('rows_read')} | {report.total('rows_written')} "
+                f"| {report.total('rows_quarantined')} | {report.total('rows_superseded')} "
+                f"| {len(report.partitions_written)} | {sum(report.seconds.values()):.2f} |"
+            )
+        reasons = [
+            f"- {name}: {reason} × {count}"
+            for name, report in sorted(self.datasets.items())
+            for reason, count in report.quarantine_reasons.items()
+        ]
+        if reasons:
+            lines += ["", "## Quarantine reasons", *reasons]
+        warnings = [w for report in self.datasets.values() for w in report.warnings]
+        if warnings:
+            lines += ["", "## Warnings", *(f"- {w}" for w in warnings)]
+        if self.gold_months:
+            lines += [
+                "",
+                "## Gold",
+                *(f"- {t}: {', '.join(m)}" for t, m in self.gold_months.items()),
+            ]
+        if self.failures:
+            lines += ["", "## Failures", *(f"- {f}" for f in self.failures)]
+        if self.seconds:
+            lines += ["", "## Timings (s)", *(f"- {k}: {v:.2f}" for k, v in self.seconds.items())]
+        return "\n".join(lines) + "\n"
+
+
+def run_failures(report: RunReport, quarantine_threshold: float) -> list[str]:
+    """Every reason the run must end failed, each naming the file or dataset concerned."""
+    failures = [
+        f.error or f"{f.source}: rejected"
+        for dataset in report.datasets.values()
+        for f in dataset.files
+        if f.status == "failed"
+    ]
+    for f in report.unbalanced_files():
+        failures.append(
+            f"{f.source}: rows do not balance: read {f.rows_read} != written {f.rows_written} "
+            f"+ quarantined {f.rows_quarantined} + superseded {f.rows_superseded}"
+        )
+    for name, dataset in sorted(report.datasets.items()):
+        share = dataset.quarantined_share
+        if share > quarantine_threshold:
+            failures.append(
+                f"{name}: {share:.1%} of rows quarantined, over the {quarantine_threshold:.1%} "
+                f"threshold (see quarantine/{name}/dt={report.run_date.isoformat()}/)"
+            )
+    return failures

@@ -1,0 +1,173 @@
+"""The silver step for one dataset: validated files in, committed silver partitions out.
+
+Writes each file's quarantined rows, merges the valid rows into silver under the duplicate rule,
+and accounts for every row of every file. Orders get their region from the customers silver
+holds; orders whose customer was unknown are moved once the customer has arrived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ecom_pipeline.adapters.lake import Lake
+from ecom_pipeline.datasets import (
+    SOURCE_FILE,
+    SPECS,
+    UNKNOWN_REGION,
+    Dataset,
+    DatasetSpec,
+    validated_schema,
+)
+from ecom_pipeline.gold import month_of
+from ecom_pipeline.partitioning import parse_partition_path
+from ecom_pipeline.run_report import FileAccount
+from ecom_pipeline.silver_store import SilverStore
+from ecom_pipeline.validation import ValidatedFile
+
+
+@dataclass
+class SilverOutcome:
+    """What the silver step did for one dataset.
+
+    Attributes:
+        accounts: per input file, rows written and superseded (read and quarantined set too).
+        touched: partitions the run's rows went to or came from.
+        rewritten: partitions committed anew.
+        version: snapshot version after the step.
+        gold_days: days whose daily gold rows must be rebuilt.
+        gold_months: months whose monthly gold rows must be rebuilt.
+    """
+
+    accounts: list[FileAccount]
+    touched: list[str] = field(default_factory=list)
+    rewritten: list[str] = field(default_factory=list)
+    version: int = 0
+    gold_days: list[date] = field(default_factory=list)
+    gold_months: list[str] = field(default_factory=list)
+
+
+def quarantine_key(dataset: str, day: date, source: str) -> str:
+    """Quarantined rows of one input file; re-running the file replaces them."""
+    name = source.rsplit("/", 1)[-1]
+    return f"quarantine/{dataset}/dt={day.isoformat()}/{name}.parquet"
+
+
+def write_quarantine(lake: Lake, dataset: str, day: date, validated: ValidatedFile) -> str | None:
+    if validated.quarantine.num_rows == 0:
+        return None
+    key = quarantine_key(dataset, day, validated.source)
+    lake.write_parquet(key, validated.quarantine)
+    return key
+
+
+def assign_regions(orders: pa.Table, customers: pa.Table) -> pa.Table:
+    """Orders with ``customer_region`` from their customer, ``UNKNOWN`` when not yet known.
+
+    Args:
+        orders: order rows (without ``customer_region`` or with a stale one).
+        customers: ``customer_id`` and ``customer_region`` of every known customer.
+    """
+    if "customer_region" in orders.column_names:
+        orders = orders.drop_columns(["customer_region"])
+    index = pc.index_in(orders.column("customer_id"), value_set=customers.column("customer_id"))
+    regions = pc.take(customers.column("customer_region"), index)
+    regions = pc.fill_null(regions, UNKNOWN_REGION)
+    return orders.append_column("customer_region", regions)
+
+
+def merge_into_silver(
+    lake: Lake,
+    dataset: Dataset,
+    validated: list[ValidatedFile],
+    accounts: list[FileAccount],
+    *,
+    day: date,
+    run_id: str,
+) -> SilverOutcome:
+    """Quarantine bad rows, upsert valid rows, and fill in each file's accounting.
+
+    Args:
+        lake: the lake.
+        dataset: the dataset of every file in ``validated``.
+        validated: the day's validated files of this dataset.
+        accounts: one account per validated file, same order; updated in place.
+        day: the run's day (names the quarantine folder).
+        run_id: lineage and snapshot attribution.
+    """
+    spec = SPECS[dataset]
+    store = SilverStore(lake, spec)
+    for item, account in zip(validated, accounts, strict=True):
+        write_quarantine(lake, dataset, day, item)
+        account.rows_read = item.rows_read
+        account.rows_quarantined = item.quarantine.num_rows
+        account.dropped_columns = item.dropped_columns
+
+    valid_tables = [item.valid for item in validated if item.valid.num_rows]
+    incoming = (
+        pa.concat_tables(valid_tables) if valid_tables else validated_schema(spec).empty_table()
+    )
+    if dataset == Dataset.ORDERS:
+        incoming = _with_regions_and_moves(lake, store, incoming)
+    counted = sum(item.valid.num_rows for item in validated)
+    if incoming.num_rows == 0:
+        _account(accounts, validated, np.zeros(0, dtype=bool), incoming)
+        return SilverOutcome(accounts, version=store.current().version)
+
+    result = store.merge(incoming, run_id)
+    _account(accounts, validated, result.incoming_won[:counted], incoming.slice(0, counted))
+    outcome = SilverOutcome(
+        accounts, touched=result.touched, rewritten=result.rewritten, version=result.version
+    )
+    _plan_gold(outcome, spec, incoming)
+    return outcome
+
+
+def _with_regions_and_moves(lake: Lake, orders_store: SilverStore, orders: pa.Table) -> pa.Table:
+    """Orders with their region, plus committed UNKNOWN-region orders whose customer arrived."""
+    customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
+        columns=["customer_id", "customer_region"]
+    )
+    orders = assign_regions(orders, customers)
+    snapshot = orders_store.current()
+    unknown = [p for p in snapshot.partitions if p.endswith(f"customer_region={UNKNOWN_REGION}")]
+    if not unknown:
+        return orders
+    waiting = orders_store.read(partitions=unknown, snapshot=snapshot)
+    moved = assign_regions(waiting, customers)
+    moved = moved.filter(pc.not_equal(moved.column("customer_region"), UNKNOWN_REGION))
+    if moved.num_rows == 0:
+        return orders
+    # Moved rows keep their lineage, so they tie with their committed selves and replace them.
+    schema = orders_store.schema
+    return pa.concat_tables([orders.select(schema.names).cast(schema), moved.select(schema.names)])
+
+
+def _account(
+    accounts: list[FileAccount],
+    validated: list[ValidatedFile],
+    won: np.ndarray,
+    incoming: pa.Table,
+) -> None:
+    sources = incoming.column(SOURCE_FILE).to_numpy(zero_copy_only=False) if len(won) else []
+    for item, account in zip(validated, accounts, strict=True):
+        written = int(np.count_nonzero(won[sources == item.source])) if len(won) else 0
+        account.rows_written = written
+        account.rows_superseded = item.valid.num_rows - written
+
+
+def _plan_gold(outcome: SilverOutcome, spec: DatasetSpec, incoming: pa.Table) -> None:
+    """Which gold days and months this dataset's changes reach."""
+    if spec.name == Dataset.CUSTOMERS:
+        outcome.gold_months = sorted(set(month_of(incoming.column("signup_date")).to_pylist()))
+        return
+    date_column = {Dataset.ORDERS: "order_date", Dataset.PAYMENTS: "payment_date"}.get(spec.name)
+    if date_column is None:
+        return
+    days = {date.fromisoformat(parse_partition_path(p)[date_column]) for p in outcome.touched}
+    outcome.gold_days = sorted(days)
+    outcome.gold_months = sorted({d.strftime("%Y-%m") for d in days})

@@ -1,0 +1,334 @@
+"""The silver layer: partitioned Parquet with upsert by key and atomic snapshot commits (SPEC §4).
+
+Commit protocol. Data files are immutable and uniquely named; a dataset's committed state is
+the newest *snapshot*, a small JSON object ``processed/{dataset}/_snapshots/{version}.json``
+listing every live data file per partition. A writer reads the newest snapshot N, writes the
+new files of the partitions it changes, and commits by creating snapshot N+1 with a
+create-if-absent write (``If-None-Match: *`` on S3, an exclusive link locally). Whatever
+instant a writer dies at, readers that go through the newest snapshot see the dataset as before
+the commit or as after it, never a half-written, missing or doubled partition; files of a
+commit that never happened are invisible and the retention flow removes them. Two writers that
+start from the same snapshot cannot both commit N+1: the loser re-reads and merges again on top
+of the winner's rows, so neither loses the other's.
+
+Reading committed data elsewhere: ``ecom-pipeline silver-files DATASET`` prints the committed
+files; DuckDB reads them with ``read_parquet([...], hive_partitioning = false)`` (the partition
+columns are stored in the files too).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ecom_pipeline.adapters.lake import Lake, json_bytes, unique_name
+from ecom_pipeline.datasets import (
+    INGESTED_AT,
+    RUN_ID,
+    DatasetSpec,
+    silver_schema,
+)
+from ecom_pipeline.dedup import winners_mask
+from ecom_pipeline.errors import CommitConflictError
+from ecom_pipeline.partitioning import combined_key, partition_column, split_by_partition
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_DIGITS = 10
+MAX_COMMIT_ATTEMPTS = 8
+_INCOMING_INDEX = "__incoming_index"
+#: Lineage that may differ between two writes of the same rows without changing the data.
+_VOLATILE_COLUMNS = (INGESTED_AT, RUN_ID)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One immutable Parquet file of a partition, with the key range it holds."""
+
+    key: str
+    partition: str
+    rows: int
+    size: int
+    min_key: str
+    max_key: str
+
+    def may_hold_any(self, sorted_keys: list[str]) -> bool:
+        position = bisect.bisect_left(sorted_keys, self.min_key)
+        return position < len(sorted_keys) and sorted_keys[position] <= self.max_key
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A committed state of one dataset: every live file, by partition."""
+
+    dataset: str
+    version: int
+    partitions: dict[str, tuple[DataFile, ...]]
+    run_id: str | None = None
+    committed_at: str | None = None
+
+    def files(self, partitions: Iterable[str] | None = None) -> list[DataFile]:
+        names = self.partitions.keys() if partitions is None else partitions
+        return [f for name in names for f in self.partitions.get(name, ())]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "version": self.version,
+            "run_id": self.run_id,
+            "committed_at": self.committed_at,
+            "partitions": {
+                name: [vars(f) for f in files] for name, files in sorted(self.partitions.items())
+            },
+        }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Snapshot:
+        return cls(
+            dataset=document["dataset"],
+            version=int(document["version"]),
+            run_id=document.get("run_id"),
+            committed_at=document.get("committed_at"),
+            partitions={
+                name: tuple(DataFile(**f) for f in files)
+                for name, files in document["partitions"].items()
+            },
+        )
+
+
+@dataclass
+class MergeResult:
+    """What one merge did.
+
+    Attributes:
+        incoming_won: per incoming row, True if it is the surviving version of its key.
+        touched: partitions the incoming rows belong to or took rows from (gold follows them).
+        rewritten: partitions whose content changed and were written anew.
+        version: the snapshot version after the merge.
+        files_written: keys of the data files this merge committed.
+    """
+
+    incoming_won: np.ndarray
+    touched: list[str]
+    rewritten: list[str]
+    version: int
+    files_written: list[str] = field(default_factory=list)
+
+
+class SilverStore:
+    """One dataset's silver table on the lake."""
+
+    def __init__(self, lake: Lake, spec: DatasetSpec) -> None:
+        self.lake = lake
+        self.spec = spec
+        self.schema = silver_schema(spec)
+        self.root = f"processed/{spec.name}"
+
+    # -- snapshots ------------------------------------------------------------------------
+    def _snapshot_key(self, version: int) -> str:
+        return f"{self.root}/_snapshots/{version:0{SNAPSHOT_DIGITS}d}.json"
+
+    def snapshot_versions(self) -> list[int]:
+        prefix = f"{self.root}/_snapshots/"
+        return sorted(
+            int(o.key[len(prefix) :].removesuffix(".json"))
+            for o in self.lake.list(prefix)
+            if o.key.endswith(".json")
+        )
+
+    def current(self) -> Snapshot:
+        """The newest committed snapshot (version 0, empty, before the first commit)."""
+        versions = self.snapshot_versions()
+        if not versions:
+            return Snapshot(dataset=str(self.spec.name), version=0, partitions={})
+        return Snapshot.from_json(self.lake.read_json(self._snapshot_key(versions[-1])))
+
+    def _commit(self, base: Snapshot, changes: dict[str, tuple[DataFile, ...]], run_id: str) -> int:
+        partitions = dict(base.partitions)
+        for name, files in changes.items():
+            if files:
+                partitions[name] = files
+            else:
+                partitions.pop(name, None)
+        snapshot = Snapshot(
+            dataset=str(self.spec.name),
+            version=base.version + 1,
+            partitions=partitions,
+            run_id=run_id,
+            committed_at=datetime.now(UTC).isoformat(),
+        )
+        if not self.lake.put_if_absent(
+            self._snapshot_key(snapshot.version), json_bytes(snapshot.to_json())
+        ):
+            raise CommitConflictError(
+                f"{self.spec.name}: snapshot {snapshot.version} was committed by another writer"
+            )
+        return snapshot.version
+
+    # -- reading ------------------------------------------------------------------------
+    def read(
+        self,
+        partitions: Iterable[str] | None = None,
+        columns: list[str] | None = None,
+        snapshot: Snapshot | None = None,
+    ) -> pa.Table:
+        """Committed rows of the given partitions (all when None), in the silver schema."""
+        snapshot = snapshot or self.current()
+        files = snapshot.files(partitions)
+        schema = (
+            self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
+        )
+        if not files:
+            return schema.empty_table()
+        return self.lake.read_parquet([f.key for f in files], columns=columns).cast(schema)
+
+    def committed_uris(self) -> list[str]:
+        return [self.lake.uri(f.key) for f in self.current().files()]
+
+    # -- writing ------------------------------------------------------------------------
+    def merge(self, incoming: pa.Table, run_id: str) -> MergeResult:
+        """Upsert rows by key under the duplicate rule and commit the changed partitions.
+
+        Args:
+            incoming: rows in the silver schema (partition columns filled in).
+            run_id: recorded in the snapshot and in the new files' names.
+
+        Returns:
+            Which incoming rows survived, which partitions were touched and rewritten.
+
+        Raises:
+            CommitConflictError: other writers kept committing first, ``MAX_COMMIT_ATTEMPTS``
+                times in a row.
+        """
+        incoming = incoming.select(self.schema.names).cast(self.schema)
+        for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+            base = self.current()
+            try:
+                return self._merge_onto(base, incoming, run_id)
+            except CommitConflictError:
+                log.info("%s: commit conflict (attempt %d), merging again", self.spec.name, attempt)
+        raise CommitConflictError(
+            f"{self.spec.name}: gave up after {MAX_COMMIT_ATTEMPTS} commit conflicts in a row"
+        )
+
+    def _merge_onto(self, base: Snapshot, incoming: pa.Table, run_id: str) -> MergeResult:
+        incoming_keys = combined_key(incoming, self.spec)
+        sorted_keys = sorted(set(incoming_keys.to_pylist()))
+        candidates = [f for f in base.files() if f.may_hold_any(sorted_keys)]
+        incoming_paths = partition_column(incoming, self.spec)
+
+        cache: dict[str, pa.Table] = {}
+
+        def read_file(data_file: DataFile) -> pa.Table:
+            if data_file.key not in cache:
+                cache[data_file.key] = self.lake.read_parquet([data_file.key]).cast(self.schema)
+            return cache[data_file.key]
+
+        # Existing versions of the incoming keys, wherever they live (file key ranges prune).
+        existing_parts, existing_paths = [], []
+        for data_file in candidates:
+            table = read_file(data_file)
+            hit = pc.is_in(combined_key(table, self.spec), value_set=incoming_keys)
+            matched = table.filter(hit)
+            if matched.num_rows:
+                existing_parts.append(matched)
+                existing_paths.append(pa.array([data_file.partition] * matched.num_rows))
+        existing = pa.concat_tables(existing_parts) if existing_parts else self.schema.empty_table()
+
+        # Existing rows first: on a full tie the incoming row (a re-delivery) wins.
+        combined = pa.concat_tables([existing, incoming])
+        won = winners_mask(combined, self.spec).to_numpy(zero_copy_only=False)
+        incoming_won = won[existing.num_rows :]
+        winners = combined.filter(pa.array(won))
+        winner_paths = pa.concat_arrays(
+            [*existing_paths, incoming_paths] if existing_paths else [incoming_paths]
+        ).filter(pa.array(won))
+
+        touched = sorted(
+            set(incoming_paths.to_pylist()).union(*(set(p.to_pylist()) for p in existing_paths))
+        )
+        winners_by_partition = dict(split_by_partition(winners, winner_paths))
+        changes: dict[str, tuple[DataFile, ...]] = {}
+        for partition in touched:
+            old_files = [read_file(f) for f in base.files([partition])]
+            old = pa.concat_tables(old_files) if old_files else self.schema.empty_table()
+            kept = old.filter(
+                pc.invert(pc.is_in(combined_key(old, self.spec), value_set=incoming_keys))
+            )
+            new_rows = winners_by_partition.get(partition, self.schema.empty_table())
+            new = self._sorted(pa.concat_tables([kept, new_rows]))
+            if self._same_rows(old, new):
+                continue
+            changes[partition] = (self._write_file(partition, new, run_id),) if new.num_rows else ()
+
+        if not changes:
+            return MergeResult(incoming_won, touched, [], base.version)
+        version = self._commit(base, changes, run_id)
+        written = [f.key for files in changes.values() for f in files]
+        log.info("%s: snapshot %d commits %d partition(s)", self.spec.name, version, len(changes))
+        return MergeResult(incoming_won, touched, sorted(changes), version, written)
+
+    def replace_partitions(self, changes: dict[str, pa.Table], run_id: str) -> int:
+        """Commit new content for whole partitions (empty table: drop it). Used by retention."""
+        for _attempt in range(MAX_COMMIT_ATTEMPTS):
+            base = self.current()
+            files = {
+                name: (self._write_file(name, self._sorted(rows), run_id),) if rows.num_rows else ()
+                for name, rows in changes.items()
+            }
+            try:
+                return self._commit(base, files, run_id)
+            except CommitConflictError:
+                continue
+        raise CommitConflictError(f"{self.spec.name}: gave up replacing partitions")
+
+    def _sorted(self, table: pa.Table) -> pa.Table:
+        return table.sort_by([(name, "ascending") for name in self.spec.key])
+
+    def _same_rows(self, old: pa.Table, new: pa.Table) -> bool:
+        if old.num_rows != new.num_rows:
+            return False
+        stable = [n for n in self.schema.names if n not in _VOLATILE_COLUMNS]
+        return self._sorted(old).select(stable).equals(new.select(stable))
+
+    def _write_file(self, partition: str, rows: pa.Table, run_id: str) -> DataFile:
+        folder = f"{self.root}/{partition}" if partition else self.root
+        key = f"{folder}/{unique_name(f'part-{run_id[:12]}', '.parquet')}"
+        size = self.lake.write_parquet(key, rows)
+        keys = combined_key(rows, self.spec)
+        return DataFile(
+            key=key,
+            partition=partition,
+            rows=rows.num_rows,
+            size=size,
+            min_key=str(pc.min(keys).as_py()),
+            max_key=str(pc.max(keys).as_py()),
+        )
+
+    # -- housekeeping -------------------------------------------------------------------
+    def vacuum(self, *, grace: timedelta, keep_snapshots: int = 20) -> list[str]:
+        """Delete data files no snapshot of the last ``keep_snapshots`` references and that are
+        older than ``grace`` (a reader may still hold an older snapshot), and older snapshots."""
+        versions = self.snapshot_versions()
+        kept_versions = versions[-keep_snapshots:]
+        referenced: set[str] = set()
+        for version in kept_versions:
+            snapshot = Snapshot.from_json(self.lake.read_json(self._snapshot_key(version)))
+            referenced.update(f.key for f in snapshot.files())
+        cutoff = datetime.now(UTC) - grace
+        doomed = [
+            o.key
+            for o in self.lake.list(f"{self.root}/")
+            if o.key.endswith(".parquet") and o.key not in referenced and o.modified < cutoff
+        ]
+        doomed += [self._snapshot_key(v) for v in versions[:-keep_snapshots]]
+        self.lake.delete(doomed)
+        return doomed

@@ -1,0 +1,1 @@
+"""Prefect flows: ``daily``, ``backfill`` and ``retention`` (SPEC §7)."""

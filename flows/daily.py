@@ -1,0 +1,138 @@
+"""The daily flow: ingest raw → validate → silver → gold → load warehouse → notify (SPEC §7)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+from prefect import flow, runtime
+from pydantic import Field
+
+from ecom_pipeline.adapters.notifier import Alert
+from ecom_pipeline.config import load_settings
+from ecom_pipeline.datasets import PROCESSING_ORDER, Dataset
+from ecom_pipeline.errors import RunFailedError
+from ecom_pipeline.resources import build_resources
+from ecom_pipeline.run_report import RunReport, run_failures
+from ecom_pipeline.validation import RunContext
+from flows.alerts import alert_on_failure
+from tasks.gold import build_gold
+from tasks.ingest import ingest_raw_files
+from tasks.load import load_warehouse
+from tasks.report import notify, publish_report
+from tasks.silver import write_silver
+from tasks.validate import validate_dataset
+
+ALL_DATASETS = list(PROCESSING_ORDER)
+
+
+def default_run_date() -> date:
+    """The day before the run's scheduled start (UTC), or before now for an ad-hoc run."""
+    scheduled = runtime.flow_run.scheduled_start_time
+    start = scheduled if scheduled is not None else datetime.now(UTC)
+    return (start.astimezone(UTC) - timedelta(days=1)).date()
+
+
+def run_name() -> str:
+    run_date = runtime.flow_run.parameters.get("run_date") or default_run_date()
+    return f"daily-{run_date}"
+
+
+@flow(
+    name="daily",
+    flow_run_name=run_name,
+    description="Process one day of raw exports into silver, gold and the warehouse.",
+    on_failure=[alert_on_failure],
+    on_crashed=[alert_on_failure],
+    log_prints=True,
+)
+def daily(
+    run_date: Annotated[
+        date | None, Field(description="Day of the exports (dt=); default: the day before the run")
+    ] = None,
+    datasets: Annotated[
+        list[Dataset], Field(description="Datasets to process (default: all four)")
+    ] = ALL_DATASETS,
+    reprocess: Annotated[
+        bool, Field(description="Process files again even if already ingested unchanged")
+    ] = False,
+) -> RunReport:
+    """Run the pipeline for one day; fails (after writing what was valid) on any bad file,
+    unbalanced accounting or a dataset over its quarantine threshold."""
+    settings = load_settings()
+    settings.require_pii_key()
+    resources = build_resources(settings)
+    day = run_date or default_run_date()
+    run_id = str(runtime.flow_run.id or uuid.uuid4())
+    run = RunContext(run_id=run_id, ingested_at=datetime.now(UTC))
+    report = RunReport(run_id=run_id, run_date=day, started_at=run.ingested_at)
+
+    with report.timed("ingest"):
+        inputs = ingest_raw_files(resources, day, datasets, reprocess, run_id)
+    for account in inputs.skipped + inputs.rejected:
+        report.dataset(account.dataset).files.append(account)
+
+    order_days, payment_days, customer_months = [], [], []
+    for dataset in [d for d in PROCESSING_ORDER if d in datasets]:
+        files = inputs.files.get(dataset, [])
+        with report.timed(f"validate-{dataset}"):
+            validation = validate_dataset(resources, dataset, files, run)
+        with report.timed(f"silver-{dataset}"):
+            silver = write_silver(resources, dataset, validation, files, day, run_id)
+        dataset_report = report.dataset(dataset)
+        dataset_report.files += validation.accounts + validation.rejected
+        dataset_report.partitions_touched = silver.touched
+        dataset_report.partitions_written = silver.rewritten
+        dataset_report.snapshot_version = silver.version
+        for item in validation.validated:
+            for reason, count in item.quarantine_reasons().items():
+                dataset_report.quarantine_reasons[reason] = (
+                    dataset_report.quarantine_reasons.get(reason, 0) + count
+                )
+            if item.dropped_columns:
+                dataset_report.warnings.append(
+                    f"{item.source}: schema drift, unknown column(s) dropped: "
+                    + ", ".join(item.dropped_columns)
+                )
+        order_days += silver.gold_days if dataset == Dataset.ORDERS else []
+        payment_days += silver.gold_days if dataset == Dataset.PAYMENTS else []
+        customer_months += silver.gold_months if dataset == Dataset.CUSTOMERS else []
+
+    with report.timed("gold"):
+        months = build_gold(resources, day, order_days, payment_days, customer_months)
+    with report.timed("load"):
+        loads = load_warehouse(resources, months)
+    report.gold_months = {}
+    for month in months:
+        report.gold_months.setdefault(month.table.name, []).append(month.month)
+    report.warehouse_rows = {load.table: load.rows_inserted for load in loads}
+
+    report.failures = run_failures(report, settings.quarantine_threshold)
+    report.finished_at = datetime.now(UTC)
+    publish_report(resources, report)
+    if report.failures:
+        raise RunFailedError(report.failures)
+    notify(
+        resources,
+        Alert(
+            kind="success",
+            subject=f"[ecom-pipeline] daily-{day} succeeded",
+            body=_success_text(report),
+            flow_run_url=runtime.flow_run.ui_url,
+            details={"run_id": run_id, "manifest": report.manifest_key},
+        ),
+    )
+    return report
+
+
+def _success_text(report: RunReport) -> str:
+    lines = [f"Daily run for {report.run_date} succeeded."]
+    for name, dataset in sorted(report.datasets.items()):
+        lines.append(
+            f"- {name}: {dataset.total('rows_read')} read, {dataset.total('rows_written')} "
+            f"written, {dataset.total('rows_quarantined')} quarantined, "
+            f"{dataset.total('rows_superseded')} superseded"
+        )
+    lines.append(f"Manifest: {report.manifest_key}")
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""Task: merge a dataset's validated rows into silver and record the files as ingested."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import get_run_logger
+
+from ecom_pipeline import ingest
+from ecom_pipeline.datasets import Dataset
+from ecom_pipeline.resources import Resources
+from ecom_pipeline.silver import SilverOutcome, merge_into_silver
+from tasks.policy import pipeline_task
+from tasks.validate import DatasetValidation
+
+
+@pipeline_task("write-silver", task_run_name="silver-{dataset}")
+def write_silver(
+    resources: Resources,
+    dataset: Dataset,
+    validation: DatasetValidation,
+    files: list[ingest.RawInput],
+    day: date,
+    run_id: str,
+) -> SilverOutcome:
+    """Upsert into ``processed/{dataset}/``; safe to retry (the merge is idempotent)."""
+    outcome = merge_into_silver(
+        resources.lake, dataset, validation.validated, validation.accounts, day=day, run_id=run_id
+    )
+    done = {account.source for account in validation.accounts}
+    ingest.record_ingested(
+        resources.lake, dataset, day, [f for f in files if f.key in done], run_id
+    )
+    get_run_logger().info(
+        "%s: %d partition(s) touched, %d rewritten, snapshot %d",
+        dataset,
+        len(outcome.touched),
+        len(outcome.rewritten),
+        outcome.version,
+    )
+    return outcome

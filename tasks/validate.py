@@ -1,0 +1,60 @@
+"""Task: validate one dataset's files against its contract (pure work; retried only on I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prefect import get_run_logger
+
+from ecom_pipeline import ingest
+from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.errors import BadFileError
+from ecom_pipeline.resources import Resources
+from ecom_pipeline.run_report import FileAccount
+from ecom_pipeline.validation import RunContext, ValidatedFile, validate_file
+from tasks.policy import pipeline_task
+
+
+@dataclass
+class DatasetValidation:
+    """Validated files with their accounts (same order), and files rejected whole."""
+
+    validated: list[ValidatedFile] = field(default_factory=list)
+    accounts: list[FileAccount] = field(default_factory=list)
+    rejected: list[FileAccount] = field(default_factory=list)
+
+
+@pipeline_task("validate", task_run_name="validate-{dataset}")
+def validate_dataset(
+    resources: Resources, dataset: Dataset, files: list[ingest.RawInput], run: RunContext
+) -> DatasetValidation:
+    """Check every file of the dataset; a bad file is quarantined whole, the others proceed."""
+    logger = get_run_logger()
+    pii_key = resources.settings.require_pii_key()
+    outcome = DatasetValidation()
+    for item in files:
+        account = FileAccount(item.key, dataset, item.sha256, item.size)
+        try:
+            validated = validate_file(
+                item.key, item.data, SPECS[dataset], file_day=item.day, pii_key=pii_key, run=run
+            )
+        except BadFileError as exc:
+            ingest.quarantine_whole_file(resources.lake, item, exc.reason, run.run_id)
+            account.status, account.error = "failed", str(exc)
+            outcome.rejected.append(account)
+            logger.error("file rejected: %s", exc)
+            continue
+        if validated.dropped_columns:
+            logger.warning(
+                "%s: unknown column(s) dropped: %s", item.key, ", ".join(validated.dropped_columns)
+            )
+        logger.info(
+            "%s: %d row(s), %d valid, %d quarantined",
+            item.key,
+            validated.rows_read,
+            validated.valid.num_rows,
+            validated.quarantine.num_rows,
+        )
+        outcome.validated.append(validated)
+        outcome.accounts.append(account)
+    return outcome
