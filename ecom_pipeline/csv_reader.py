@@ -64,6 +64,11 @@ def decode_utf8(source: str, data: bytes) -> str:
             f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} cannot be decoded",
             line=line,
         ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        # No warehouse column can hold NUL; it usually means a binary or UTF-16 file.
+        line = text.count("\n", 0, nul) + 1
+        raise BadFileError(source, "contains a NUL byte (binary or UTF-16 content?)", line=line)
     return text.removeprefix(_BOM)
 
 

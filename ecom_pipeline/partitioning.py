@@ -49,20 +49,19 @@ def parse_partition_path(path: str) -> dict[str, str]:
 
 
 def partition_column(table: pa.Table, spec: DatasetSpec) -> pa.Array:
-    """Each row's partition path, as a string array."""
+    """Each row's partition path, as a string array; every value is checked first."""
     if not spec.partition_by:
         return pa.array([""] * table.num_rows, pa.string())
     parts = []
     for column in spec.partition_by:
         text = pc.cast(table.column(column), pa.string())
+        for value in pc.unique(text).to_pylist():
+            if value is None:
+                raise PartitionValueError(f"{spec.name}: a row has no {column!r} to partition by")
+            check_partition_value(column, value)
         parts.append(pc.binary_join_element_wise(f"{column}=", text, ""))
     joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "/")
-    result = joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
-    for path in pc.unique(result).to_pylist():
-        if path is None:
-            raise PartitionValueError(f"{spec.name}: a row has no value for a partition column")
-        partition_path(spec, parse_partition_path(path))  # checks every value
-    return result
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
 
 
 def split_by_partition(table: pa.Table, paths: pa.Array) -> Iterator[tuple[str, pa.Table]]:

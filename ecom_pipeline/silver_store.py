@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import bisect
 import logging
+import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,7 +45,9 @@ from ecom_pipeline.partitioning import combined_key, partition_column, split_by_
 log = logging.getLogger(__name__)
 
 SNAPSHOT_DIGITS = 10
-MAX_COMMIT_ATTEMPTS = 8
+MAX_COMMIT_ATTEMPTS = 12
+#: Waits between attempts grow from 20 ms and are randomised so rivals stop colliding.
+BACKOFF_BASE_SECONDS = 0.02
 _INCOMING_INDEX = "__incoming_index"
 #: Lineage that may differ between two writes of the same rows without changing the data.
 _VOLATILE_COLUMNS = (INGESTED_AT, RUN_ID)
@@ -215,6 +219,7 @@ class SilverStore:
                 return self._merge_onto(base, incoming, run_id)
             except CommitConflictError:
                 log.info("%s: commit conflict (attempt %d), merging again", self.spec.name, attempt)
+                _back_off(attempt)
         raise CommitConflictError(
             f"{self.spec.name}: gave up after {MAX_COMMIT_ATTEMPTS} commit conflicts in a row"
         )
@@ -287,7 +292,7 @@ class SilverStore:
             try:
                 return self._commit(base, files, run_id)
             except CommitConflictError:
-                continue
+                _back_off(_attempt + 1)
         raise CommitConflictError(f"{self.spec.name}: gave up replacing partitions")
 
     def _sorted(self, table: pa.Table) -> pa.Table:
@@ -332,3 +337,7 @@ class SilverStore:
         doomed += [self._snapshot_key(v) for v in versions[:-keep_snapshots]]
         self.lake.delete(doomed)
         return doomed
+
+
+def _back_off(attempt: int) -> None:
+    time.sleep(random.uniform(0, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 6)))

@@ -1,0 +1,392 @@
+"""A catalogue of malformed inputs and the exact outcome of each (SPEC §3).
+
+Each case is a file a real export could deliver. It either fails whole with a message naming
+the file, line and column, or proceeds with exactly the listed rows quarantined (line, column,
+rule) — and every row is accounted for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.errors import BadFileError
+from ecom_pipeline.pii import MASK, hash_value
+from ecom_pipeline.validation import RunContext, validate_file
+
+DAY = date(2026, 11, 20)
+KEY = b"test-key-0123456789abcdef"
+RUN = RunContext(run_id="run-1", ingested_at=datetime(2026, 11, 21, 2, 0, tzinfo=UTC))
+SOURCE = "raw/{dataset}/dt=2026-11-20/export.csv"
+
+ORDERS_HEADER = "order_id,customer_id,order_date,order_status,total_amount,updated_at"
+ORDER = "O1,C1,2026-11-20,placed,10.50,2026-11-20T10:00:00Z"
+CUSTOMERS_HEADER = "customer_id,first_name,last_name,email,customer_region,signup_date,updated_at"
+CUSTOMER = "C1,Ann,Lee,ann.lee@example.com,EU,2026-11-01,2026-11-20T01:00:00Z"
+PAYMENTS_HEADER = "payment_id,order_id,payment_date,payment_method,payment_status,amount,updated_at"
+PAYMENT = "P1,O1,2026-11-20,card,succeeded,10.50,2026-11-20T10:00:00Z"
+EMPLOYEES_HEADER = "first_name,last_name,age,department,job_title,hire_date,salary"
+EMPLOYEE = "Eve,Park,30,Sales,Rep,2020-01-01,50000.00"
+
+
+def lines(*rows: str, end: str = "\n") -> bytes:
+    return (end.join(rows) + end).encode("utf-8")
+
+
+@dataclass
+class Case:
+    id: str
+    data: bytes
+    dataset: Dataset = Dataset.ORDERS
+    #: (line, column, rule) of each quarantined row, in line order.
+    quarantined: list[tuple[int, str | None, str]] = field(default_factory=list)
+    valid: int | None = None
+    dropped: list[str] = field(default_factory=list)
+    #: For a whole-file failure: text the message must contain, and the line / column named.
+    file_error: str | None = None
+    error_line: int | None = None
+    error_column: str | None = None
+
+
+CASES = [
+    # -- files that fail whole ----------------------------------------------------------
+    Case("zero-bytes", b"", file_error="empty (0 bytes)"),
+    Case("only-blank-lines", b"\n\n\n", file_error="only blank lines"),
+    Case("header-only", lines(ORDERS_HEADER), file_error="header but no records"),
+    Case(
+        "latin1-encoding",
+        lines(ORDERS_HEADER, ORDER, "O2,C1,2026-11-20,placed,1.00,2026-11-20T10:00:00Z")
+        + "O3,Ren\u00e9e,2026-11-20,placed,1.00,2026-11-20T10:00:00Z\n".encode("latin-1"),
+        file_error="not UTF-8",
+        error_line=4,
+    ),
+    Case(
+        "utf16-encoding",
+        (ORDERS_HEADER + "\n" + ORDER + "\n").encode("utf-16"),
+        file_error="not UTF-8",
+        error_line=1,
+    ),
+    Case(
+        "missing-required-column",
+        lines(
+            "order_id,customer_id,order_date,order_status,updated_at", "O1,C1,2026-11-20,placed,x"
+        ),
+        file_error="required column(s) missing from the header: total_amount",
+        error_line=1,
+    ),
+    Case(
+        "duplicated-header",
+        lines(ORDERS_HEADER + ",order_id", ORDER + ",O1"),
+        file_error="names this column twice",
+        error_line=1,
+        error_column="order_id",
+    ),
+    Case(
+        "empty-header-name",
+        lines(ORDERS_HEADER + ",", ORDER + ",x"),
+        file_error="header column 7 has no name",
+        error_line=1,
+    ),
+    Case(
+        "amounts-retyped-with-currency-sign",
+        lines(
+            ORDERS_HEADER,
+            "O1,C1,2026-11-20,placed,$10.50,2026-11-20T10:00:00Z",
+            "O2,C1,2026-11-20,placed,$3.00,2026-11-20T10:00:00Z",
+        ),
+        file_error="type changed upstream",
+        error_line=2,
+        error_column="total_amount",
+    ),
+    Case(
+        "dates-retyped-as-us-format",
+        lines(
+            ORDERS_HEADER,
+            "O1,C1,11/20/2026,placed,1.00,2026-11-20T10:00:00Z",
+            "O2,C1,11/19/2026,placed,1.00,2026-11-20T10:00:00Z",
+        ),
+        file_error="type changed upstream",
+        error_column="order_date",
+    ),
+    Case(
+        "unterminated-quote-swallows-file",
+        lines(ORDERS_HEADER, 'O1,C1,2026-11-20,placed,"10.50,2026-11-20T10:00:00Z')
+        + b"x" * (1 << 20),
+        file_error="unreadable CSV",
+    ),
+    Case(
+        "nul-byte",
+        lines(ORDERS_HEADER, "O1,C1\x00,2026-11-20,placed,1.00,2026-11-20T10:00:00Z"),
+        file_error="NUL byte",
+        error_line=2,
+    ),
+    # -- files that proceed with rows quarantined --------------------------------------
+    Case("clean", lines(ORDERS_HEADER, ORDER), valid=1),
+    Case("utf8-bom", b"\xef\xbb\xbf" + lines(ORDERS_HEADER, ORDER), valid=1),
+    Case(
+        "crlf-line-endings",
+        lines(ORDERS_HEADER, ORDER, ORDER.replace("O1", "O2"), end="\r\n"),
+        valid=2,
+    ),
+    Case("no-final-newline", (ORDERS_HEADER + "\n" + ORDER).encode(), valid=1),
+    Case(
+        "columns-reordered-and-padded-header",
+        lines(
+            " updated_at ,total_amount,order_status,order_date,customer_id,order_id",
+            "2026-11-20T10:00:00Z,10.50,placed,2026-11-20,C1,O1",
+        ),
+        valid=1,
+    ),
+    Case(
+        "extra-unknown-columns",
+        lines(ORDERS_HEADER + ",coupon,channel", ORDER + ",X1,web"),
+        valid=1,
+        dropped=["coupon", "channel"],
+    ),
+    Case(
+        "quoted-comma-and-newline-in-values",
+        lines(
+            ORDERS_HEADER,
+            '"O,1","C1\nsecond line",2026-11-20,placed,10.50,2026-11-20T10:00:00Z',
+            "O2,C1,2026-11-20,placed,-1.00,2026-11-20T10:00:00Z",
+        ),
+        valid=1,
+        quarantined=[(4, "total_amount", "non_negative")],
+    ),
+    Case(
+        "blank-lines-between-records",
+        lines(ORDERS_HEADER, ORDER, "", "O2,C1,2026-11-20,placed,x,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(4, "total_amount", "is_decimal")],
+    ),
+    Case(
+        "ragged-rows-short-and-long",
+        lines(
+            ORDERS_HEADER, ORDER, "O2,C1,2026-11-20,placed", ORDER.replace("O1", "O3") + ",extra"
+        ),
+        valid=1,
+        quarantined=[(3, None, "field_count"), (4, None, "field_count")],
+    ),
+    Case(
+        "negative-amount",
+        lines(ORDERS_HEADER, "O1,C1,2026-11-20,placed,-0.01,2026-11-20T10:00:00Z"),
+        valid=0,
+        quarantined=[(2, "total_amount", "non_negative")],
+    ),
+    Case(
+        "three-decimal-amount",
+        lines(ORDERS_HEADER, ORDER, "O2,C1,2026-11-20,placed,10.505,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(3, "total_amount", "max_2_decimals")],
+    ),
+    Case(
+        "amount-with-thousands-separator",
+        lines(ORDERS_HEADER, ORDER, 'O2,C1,2026-11-20,placed,"1,000.00",2026-11-20T10:00:00Z'),
+        valid=1,
+        quarantined=[(3, "total_amount", "is_decimal")],
+    ),
+    Case(
+        "impossible-calendar-date",
+        lines(ORDERS_HEADER, ORDER, "O2,C1,2026-02-30,placed,1.00,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(3, "order_date", "is_date")],
+    ),
+    Case(
+        "order-date-in-the-future-of-the-file",
+        lines(ORDERS_HEADER, ORDER, "O2,C1,2026-11-21,placed,1.00,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(3, "order_date", "not_in_future")],
+    ),
+    Case(
+        "bad-timestamp",
+        lines(ORDERS_HEADER, ORDER, "O2,C1,2026-11-20,placed,1.00,yesterday"),
+        valid=1,
+        quarantined=[(3, "updated_at", "is_timestamp")],
+    ),
+    Case(
+        "timestamps-with-offsets-and-without",
+        lines(
+            ORDERS_HEADER,
+            "O1,C1,2026-11-20,placed,1.00,2026-11-20T10:00:00+02:00",
+            "O2,C1,2026-11-20,placed,1.00,2026-11-20T10:00:00",
+            "O3,C1,2026-11-20,placed,1.00,2026-11-20 10:00:00.123456Z",
+        ),
+        valid=3,
+    ),
+    Case(
+        "unknown-status",
+        lines(ORDERS_HEADER, ORDER, "O2,C1,2026-11-20,lost,1.00,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(3, "order_status", "one_of")],
+    ),
+    Case(
+        "status-in-wrong-case",
+        lines(ORDERS_HEADER, ORDER, "O2,C1,2026-11-20,Placed,1.00,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(3, "order_status", "one_of")],
+    ),
+    Case(
+        "empty-required-value",
+        lines(ORDERS_HEADER, ORDER, "O2,,2026-11-20,placed,1.00,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(3, "customer_id", "required")],
+    ),
+    Case(
+        "quoted-empty-string-is-missing-too",
+        lines(ORDERS_HEADER, ORDER, 'O2,"",2026-11-20,placed,1.00,2026-11-20T10:00:00Z'),
+        valid=1,
+        quarantined=[(3, "customer_id", "required")],
+    ),
+    Case(
+        "several-rules-broken-first-column-reported",
+        lines(ORDERS_HEADER, "O2,,2026-11-21,lost,-5,2026-11-20T10:00:00Z"),
+        valid=0,
+        quarantined=[(2, "customer_id", "required")],
+    ),
+    Case(
+        "huge-field",
+        lines(
+            ORDERS_HEADER,
+            ORDER,
+            "O2," + "C" * 5000 + ",2026-11-20,placed,1.00,2026-11-20T10:00:00Z",
+        ),
+        valid=1,
+        quarantined=[(3, "customer_id", "max_length")],
+    ),
+    Case(
+        "exact-duplicate-rows-both-valid",
+        lines(ORDERS_HEADER, ORDER, ORDER),
+        valid=2,  # the duplicate rule, not the contract, settles which one survives
+    ),
+    Case(
+        "customer-bad-email-and-region",
+        lines(
+            CUSTOMERS_HEADER,
+            CUSTOMER,
+            "C2,Bob,Ray,bob.example.com,EU,2026-11-01,2026-11-20T01:00:00Z",
+            "C3,Cy,Li,cy@example.com,Europe,2026-11-01,2026-11-20T01:00:00Z",
+        ),
+        dataset=Dataset.CUSTOMERS,
+        valid=1,
+        quarantined=[(3, "email", "is_email"), (4, "customer_region", "one_of")],
+    ),
+    Case(
+        "payment-unknown-method-and-status",
+        lines(
+            PAYMENTS_HEADER,
+            PAYMENT,
+            "P2,O1,2026-11-20,bitcoin,succeeded,1.00,2026-11-20T10:00:00Z",
+            "P3,O1,2026-11-20,card,pending,1.00,2026-11-20T10:00:00Z",
+        ),
+        dataset=Dataset.PAYMENTS,
+        valid=1,
+        quarantined=[(3, "payment_method", "one_of"), (4, "payment_status", "one_of")],
+    ),
+    Case(
+        "employee-age-salary-hire-date",
+        lines(
+            EMPLOYEES_HEADER,
+            EMPLOYEE,
+            "Al,Bo,17,Sales,Rep,2020-01-01,1.00",
+            "Al,Cy,40,Sales,Rep,2020-01-01,0.00",
+            "Al,Di,40.5,Sales,Rep,2020-01-01,1.00",
+            "Al,Ed,40,Sales,Rep,2026-12-01,1.00",
+        ),
+        dataset=Dataset.EMPLOYEES,
+        valid=1,
+        quarantined=[
+            (3, "age", "in_range"),
+            (4, "salary", "positive"),
+            (5, "age", "is_integer"),
+            (6, "hire_date", "not_in_future"),
+        ],
+    ),
+]
+
+
+def run_case(case: Case):
+    return validate_file(
+        SOURCE.format(dataset=case.dataset),
+        case.data,
+        SPECS[case.dataset],
+        file_day=DAY,
+        pii_key=KEY,
+        run=RUN,
+    )
+
+
+def test_the_catalogue_has_at_least_thirty_cases() -> None:
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.file_error], ids=lambda c: c.id)
+def test_bad_file_fails_whole_naming_file_line_and_column(case: Case) -> None:
+    with pytest.raises(BadFileError) as caught:
+        run_case(case)
+    error = caught.value
+    assert case.file_error in error.reason
+    assert str(error).startswith(SOURCE.format(dataset=case.dataset))
+    if case.error_line is not None:
+        assert error.line == case.error_line
+        assert f"line {case.error_line}" in str(error)
+    if case.error_column is not None:
+        assert error.column == case.error_column
+        assert repr(case.error_column) in str(error)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.file_error], ids=lambda c: c.id)
+def test_rows_are_quarantined_with_line_column_and_rule(case: Case) -> None:
+    result = run_case(case)
+    quarantine = result.quarantine.to_pylist()
+    assert [(q["_source_line"], q["column"], q["rule"]) for q in quarantine] == case.quarantined
+    if case.valid is not None:
+        assert result.valid.num_rows == case.valid
+    assert result.dropped_columns == case.dropped
+    # every row is accounted for
+    assert result.rows_read == result.valid.num_rows + result.quarantine.num_rows
+    assert all(q["_source_file"] == SOURCE.format(dataset=case.dataset) for q in quarantine)
+
+
+def test_valid_rows_are_typed_exactly_and_carry_lineage() -> None:
+    result = run_case(Case("typed", lines(ORDERS_HEADER, ORDER, ORDER.replace("O1", "O2"))))
+    row = result.valid.to_pylist()[0]
+    assert row["total_amount"] == Decimal("10.50")
+    assert row["order_date"] == date(2026, 11, 20)
+    assert row["updated_at"] == datetime(2026, 11, 20, 10, tzinfo=UTC)
+    assert (row["_source_file"], row["_source_line"], row["_run_id"]) == (
+        "raw/orders/dt=2026-11-20/export.csv",
+        2,
+        "run-1",
+    )
+    assert result.valid.schema.field("total_amount").type == pa.decimal128(18, 2)
+
+
+def test_offset_timestamps_are_normalised_to_utc() -> None:
+    data = lines(ORDERS_HEADER, "O1,C1,2026-11-20,placed,1.00,2026-11-20T10:00:00+02:00")
+    row = run_case(Case("tz", data)).valid.to_pylist()[0]
+    assert row["updated_at"] == datetime(2026, 11, 20, 8, tzinfo=UTC)
+
+
+def test_pii_is_hashed_in_valid_rows_and_masked_in_quarantine() -> None:
+    data = lines(
+        CUSTOMERS_HEADER,
+        CUSTOMER,
+        "C2,Bob,Ray,bob.example.com,EU,2026-11-01,2026-11-20T01:00:00Z",
+    )
+    result = run_case(Case("pii", data, dataset=Dataset.CUSTOMERS))
+    valid = result.valid.to_pylist()[0]
+    assert valid["first_name"] == hash_value(KEY, "Ann")
+    assert valid["email"] == hash_value(KEY, "ann.lee@example.com")
+    bad = result.quarantine.to_pylist()[0]
+    assert bad["value"] == MASK
+    assert bad["email"] == hash_value(KEY, "bob.example.com")
+    assert bad["first_name"] == hash_value(KEY, "Bob")
+    text = repr(result.valid.to_pylist()) + repr(result.quarantine.to_pylist())
+    for clear in ("Ann", "Lee", "ann.lee@example.com", "Bob", "Ray", "bob.example.com"):
+        assert clear not in text
