@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from ecom_pipeline.adapters.lake import Lake
-from ecom_pipeline.datasets import Dataset
+from ecom_pipeline.datasets import SPECS, Dataset
 
 RAW_PREFIX = "raw/"
 #: Pseudo-dataset under which files of unknown dataset folders are quarantined.
@@ -105,20 +105,29 @@ def record_ingested(
 
 # -- whole-file quarantine ----------------------------------------------------------------
 def quarantine_whole_file(lake: Lake, item: RawInput, reason: str, run_id: str) -> str:
-    """Copy a rejected file to quarantine with its reason; returns the copy's key."""
+    """Quarantine a rejected file with its reason; returns the key of the reason record.
+
+    The file itself is copied beside the reason only when its dataset holds no PII: clear-text
+    names never leave bronze, so for customers, employees and unknown folders the record points
+    back to the bronze key (kept 30 days) instead.
+    """
     known = is_known_dataset(item.dataset)
     dataset = item.dataset if known else UNKNOWN_DATASET
     name = item.name if known else f"{item.dataset}-{item.name}"
     copy_key = f"quarantine/{dataset}/dt={item.day.isoformat()}/files/{name}"
-    lake.write_bytes(copy_key, item.data)
+    copied = known and not SPECS[Dataset(item.dataset)].pii_columns
+    if copied:
+        lake.write_bytes(copy_key, item.data)
+    record_key = f"{copy_key}.reason.json"
     lake.write_json(
-        f"{copy_key}.reason.json",
+        record_key,
         {
             "source": item.key,
             "sha256": item.sha256,
             "reason": reason,
+            "copy": copy_key if copied else None,
             "run_id": run_id,
             "quarantined_at": datetime.now(UTC).isoformat(),
         },
     )
-    return copy_key
+    return record_key

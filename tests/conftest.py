@@ -96,3 +96,31 @@ def pg_schema(postgres_url: str) -> Iterator[str]:
     with engine.begin() as connection:
         connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
     engine.dispose()
+
+
+TEST_PII_KEY = "test-pii-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One temporary Prefect API (SQLite) for the whole session: flows run for real."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture
+def pipeline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Settings of the embedded default, in a fresh folder: local lake, DuckDB warehouse."""
+    monkeypatch.chdir(tmp_path)  # no stray .env or key file from the checkout
+    for name in list(os.environ):
+        if name.startswith("ECOM_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ECOM_LAKE_URI", str(tmp_path / "lake"))
+    monkeypatch.setenv("ECOM_WAREHOUSE_URL", f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    monkeypatch.setenv("ECOM_PII_HASH_KEY", TEST_PII_KEY)
+    return tmp_path
