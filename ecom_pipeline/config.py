@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     redshift_iam_role: str | None = Field(
         None, description="IAM role ARN Redshift assumes to COPY the gold files from S3"
     )
+    task_sla_seconds: float = Field(
+        7200.0, gt=0, description="a task still running after this long raises an SLA alert"
+    )
     environment: Literal["local", "production"] = Field(
         "local", description="production refuses to invent a PII key"
     )

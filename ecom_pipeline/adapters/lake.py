@@ -11,13 +11,14 @@ only if no object has that key (``O_EXCL`` link locally, ``If-None-Match: *`` on
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +75,7 @@ class Lake(ABC):
         """Create the object only if the key is free; False (and no change) if it exists."""
 
     @abstractmethod
-    def list(self, prefix: str) -> list[LakeObject]:
+    def list(self, prefix: str) -> builtins.list[LakeObject]:
         """Every object whose key starts with ``prefix``, sorted by key."""
 
     @abstractmethod
@@ -162,7 +163,7 @@ class LocalLake(Lake):
             tmp.unlink()
         return True
 
-    def list(self, prefix: str) -> list[LakeObject]:
+    def list(self, prefix: str) -> builtins.list[LakeObject]:
         base = self.path
         # Walk only below the deepest folder the prefix names.
         folder = base / prefix.rsplit("/", 1)[0] if "/" in prefix else base
@@ -239,7 +240,7 @@ class S3Lake(Lake):
             raise
         return True
 
-    def list(self, prefix: str) -> list[LakeObject]:
+    def list(self, prefix: str) -> builtins.list[LakeObject]:
         paginator = self.client.get_paginator("list_objects_v2")
         found = []
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
@@ -278,8 +279,3 @@ def open_lake(lake_uri: str, *, endpoint_url: str | None = None, region: str = "
 def unique_name(prefix: str, suffix: str) -> str:
     """A file name no other writer will pick: data files are immutable once written."""
     return f"{prefix}-{uuid.uuid4().hex[:16]}{suffix}"
-
-
-def iter_chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -231,3 +231,37 @@ def test_amounts_stay_exact(pipeline_env: Path) -> None:
     rows = warehouse_rows(load_settings().warehouse_url.get_secret_value())["daily_revenue"]
     assert all(isinstance(r["revenue"], Decimal) for r in rows)
     assert all(r["revenue"] == r["revenue"].quantize(Decimal("0.01")) for r in rows)
+
+
+def test_a_day_whose_orders_all_moved_leaves_no_stale_gold(pipeline_env: Path) -> None:
+    lake_root = pipeline_env / "lake"
+    header = "order_id,customer_id,order_date,order_status,total_amount,updated_at\n"
+    first = lake_root / "raw" / "orders" / "dt=2026-11-18" / "orders.csv"
+    first.parent.mkdir(parents=True)
+    first.write_text(
+        header
+        + "O1,C1,2026-11-18,placed,10.00,2026-11-18T10:00:00Z\n"
+        + "O2,C2,2026-11-18,placed,5.00,2026-11-18T11:00:00Z\n"
+    )
+    daily(run_date=date(2026, 11, 18), datasets=[Dataset.ORDERS])
+    url = load_settings().warehouse_url.get_secret_value()
+    days = {r["order_date"] for r in warehouse_rows(url)["daily_revenue"]}
+    assert days == {date(2026, 11, 18)}
+
+    # Both orders are corrected to the next day: 2026-11-18 must disappear from gold.
+    second = lake_root / "raw" / "orders" / "dt=2026-11-19" / "orders.csv"
+    second.parent.mkdir(parents=True)
+    second.write_text(
+        header
+        + "O1,C1,2026-11-19,placed,12.00,2026-11-19T10:00:00Z\n"
+        + "O2,C2,2026-11-19,cancelled,5.00,2026-11-19T11:00:00Z\n"
+    )
+    daily(run_date=date(2026, 11, 19), datasets=[Dataset.ORDERS])
+    rows = warehouse_rows(url)["daily_revenue"]
+    assert [(r["order_date"], r["orders"], r["revenue"]) for r in rows] == [
+        (date(2026, 11, 19), 2, Decimal("12.00"))
+    ]
+    gold_file = lake_root / "gold" / "daily_revenue" / "month=2026-11" / "daily_revenue.parquet"
+    assert pa.parquet.read_table(gold_file).column("order_date").to_pylist() == [
+        date(2026, 11, 19)
+    ]
