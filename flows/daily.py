@@ -18,7 +18,7 @@ from ecom_pipeline.run_report import RunReport, run_failures
 from ecom_pipeline.validation import RunContext
 from flows.alerts import alert_on_failure
 from tasks.gold import build_gold
-from tasks.ingest import ingest_raw_files
+from tasks.ingest import ingest_raw_files, record_ingested
 from tasks.load import load_warehouse
 from tasks.report import notify, publish_report
 from tasks.silver import write_silver
@@ -79,7 +79,7 @@ def daily(
         with report.timed(f"validate-{dataset}"):
             validation = validate_dataset(resources, dataset, files, run)
         with report.timed(f"silver-{dataset}"):
-            silver = write_silver(resources, dataset, validation, files, day, run_id)
+            silver = write_silver(resources, dataset, validation, day, run_id)
         dataset_report = report.dataset(dataset)
         dataset_report.files += validation.accounts + validation.rejected
         dataset_report.partitions_touched = silver.touched
@@ -107,6 +107,15 @@ def daily(
     for month in months:
         report.gold_months.setdefault(month.table.name, []).append(month.month)
     report.warehouse_rows = {load.table: load.rows_inserted for load in loads}
+    processed = {
+        a.source for r in report.datasets.values() for a in r.files if a.status == "processed"
+    }
+    record_ingested(
+        resources,
+        day,
+        {d: [f for f in files if f.key in processed] for d, files in inputs.files.items()},
+        run_id,
+    )
 
     report.failures = run_failures(report, settings.quarantine_threshold)
     report.finished_at = datetime.now(UTC)

@@ -65,3 +65,16 @@ def ingest_raw_files(
         len(inputs.rejected),
     )
     return inputs
+
+
+@pipeline_task("record-ingested")
+def record_ingested(
+    resources: Resources, day: date, files: dict[Dataset, list[ingest.RawInput]], run_id: str
+) -> None:
+    """Add the run's processed files to the ledger, once gold is loaded.
+
+    Only then: a run that dies earlier leaves its files unrecorded, so the next run processes
+    them again and rebuilds every gold day they touch (all steps before are idempotent).
+    """
+    for dataset, items in files.items():
+        ingest.record_ingested(resources.lake, dataset, day, items, run_id)

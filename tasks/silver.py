@@ -6,7 +6,6 @@ from datetime import date
 
 from prefect import get_run_logger
 
-from ecom_pipeline import ingest
 from ecom_pipeline.datasets import Dataset
 from ecom_pipeline.resources import Resources
 from ecom_pipeline.silver import SilverOutcome, merge_into_silver
@@ -19,17 +18,12 @@ def write_silver(
     resources: Resources,
     dataset: Dataset,
     validation: DatasetValidation,
-    files: list[ingest.RawInput],
     day: date,
     run_id: str,
 ) -> SilverOutcome:
     """Upsert into ``processed/{dataset}/``; safe to retry (the merge is idempotent)."""
     outcome = merge_into_silver(
         resources.lake, dataset, validation.validated, validation.accounts, day=day, run_id=run_id
-    )
-    done = {account.source for account in validation.accounts}
-    ingest.record_ingested(
-        resources.lake, dataset, day, [f for f in files if f.key in done], run_id
     )
     get_run_logger().info(
         "%s: %d partition(s) touched, %d rewritten, snapshot %d",

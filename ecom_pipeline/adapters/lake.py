@@ -269,11 +269,16 @@ class S3Lake(Lake):
 
 def open_lake(lake_uri: str, *, endpoint_url: str | None = None, region: str = "us-east-1") -> Lake:
     """The lake for a configured root: ``s3://…`` on S3, anything else a local folder."""
+    from ecom_pipeline.adapters.failpoints import with_failpoints
+
+    lake: Lake
     if lake_uri.startswith("s3://"):
-        return S3Lake(lake_uri, endpoint_url=endpoint_url, region=region)
-    if "://" in lake_uri:
+        lake = S3Lake(lake_uri, endpoint_url=endpoint_url, region=region)
+    elif "://" in lake_uri:
         raise ConfigurationError(f"ECOM_LAKE_URI must be a folder or s3://…, got {lake_uri!r}")
-    return LocalLake(lake_uri)
+    else:
+        lake = LocalLake(lake_uri)
+    return with_failpoints(lake)
 
 
 def unique_name(prefix: str, suffix: str) -> str:

@@ -1,0 +1,63 @@
+"""Crash injection for the crash-safety tests: kill the process after the N-th lake write.
+
+Set ``ECOM_FAILPOINT_KILL_AFTER_WRITE=N:prefix`` and the lake sends SIGKILL to its own process
+right after the N-th write (``write_bytes`` or ``put_if_absent``) of a key under ``prefix``
+completes. Unset, `with_failpoints` returns the lake unchanged, so production pays nothing.
+A kill from inside the process lands at an exact, repeatable step, which a timer cannot do.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import signal
+from collections.abc import Iterable
+
+from ecom_pipeline.adapters.lake import Lake, LakeObject
+
+FAILPOINT_ENV = "ECOM_FAILPOINT_KILL_AFTER_WRITE"
+
+
+class KillAfterWrites(Lake):
+    """A lake that dies (SIGKILL, no cleanup) after a given number of writes under a prefix."""
+
+    def __init__(self, inner: Lake, writes: int, prefix: str) -> None:
+        self.inner = inner
+        self.root = inner.root
+        self.remaining = writes
+        self.prefix = prefix
+
+    def _count(self, key: str) -> None:
+        if key.startswith(self.prefix):
+            self.remaining -= 1
+            if self.remaining == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.inner.read_bytes(key)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.inner.write_bytes(key, data)
+        self._count(key)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        created = self.inner.put_if_absent(key, data)
+        self._count(key)
+        return created
+
+    def list(self, prefix: str) -> builtins.list[LakeObject]:
+        return self.inner.list(prefix)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        self.inner.delete(keys)
+
+    def uri(self, key: str) -> str:
+        return self.inner.uri(key)
+
+
+def with_failpoints(lake: Lake) -> Lake:
+    setting = os.environ.get(FAILPOINT_ENV)
+    if not setting:
+        return lake
+    count, _, prefix = setting.partition(":")
+    return KillAfterWrites(lake, int(count), prefix)
