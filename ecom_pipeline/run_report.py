@@ -11,7 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ecom_pipeline.adapters.warehouse import LoadResult
+    from ecom_pipeline.gold_build import GoldMonth
+    from ecom_pipeline.silver import SilverOutcome
+    from ecom_pipeline.validation import ValidatedFile
 
 FileStatus = Literal["processed", "skipped", "failed"]
 
@@ -48,7 +54,6 @@ class DatasetReport:
     snapshot_version: int | None = None
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
 
     def total(self, attribute: str) -> int:
         return sum(int(getattr(f, attribute)) for f in self.files if f.status == "processed")
@@ -93,6 +98,42 @@ class RunReport:
     def dataset(self, name: str) -> DatasetReport:
         return self.datasets.setdefault(name, DatasetReport(dataset=name))
 
+    def record_dataset(
+        self,
+        dataset: str,
+        accounts: list[FileAccount],
+        validated: list[ValidatedFile],
+        silver: SilverOutcome,
+    ) -> None:
+        """Add one dataset's validation and silver outcome to the report."""
+        report = self.dataset(dataset)
+        report.files += accounts
+        report.partitions_touched = silver.touched
+        report.partitions_written = silver.rewritten
+        report.snapshot_version = silver.version
+        for item in validated:
+            for reason, count in item.quarantine_reasons().items():
+                report.quarantine_reasons[reason] = report.quarantine_reasons.get(reason, 0) + count
+            if item.dropped_columns:
+                report.warnings.append(
+                    f"{item.source}: schema drift, unknown column(s) dropped: "
+                    + ", ".join(item.dropped_columns)
+                )
+
+    def record_gold(self, months: list[GoldMonth], loads: list[LoadResult]) -> None:
+        for month in months:
+            self.gold_months.setdefault(month.table.name, []).append(month.month)
+        self.warehouse_rows = {load.table: load.rows_inserted for load in loads}
+
+    def processed_sources(self) -> set[str]:
+        """Keys of the input files whose rows this run processed."""
+        return {
+            f.source
+            for report in self.datasets.values()
+            for f in report.files
+            if f.status == "processed"
+        }
+
     def unbalanced_files(self) -> list[FileAccount]:
         return [
             f
@@ -120,12 +161,15 @@ class RunReport:
         ]
         for name, report in sorted(self.datasets.items()):
             processed = [f for f in report.files if f.status == "processed"]
+            seconds = self.seconds.get(f"validate-{name}", 0.0) + self.seconds.get(
+                f"silver-{name}", 0.0
+            )
             lines.append(
                 f"| {name} | {len(processed)} "
                 f"(+{len(report.files) - len(processed)} skipped/failed) "
                 f"| {report.total('rows_read')} | {report.total('rows_written')} "
                 f"| {report.total('rows_quarantined')} | {report.total('rows_superseded')} "
-                f"| {len(report.partitions_written)} | {sum(report.seconds.values()):.2f} |"
+                f"| {len(report.partitions_written)} | {seconds:.2f} |"
             )
         reasons = [
             f"- {name}: {reason} × {count}"

@@ -171,3 +171,20 @@ def _plan_gold(outcome: SilverOutcome, spec: DatasetSpec, incoming: pa.Table) ->
     days = {date.fromisoformat(parse_partition_path(p)[date_column]) for p in outcome.touched}
     outcome.gold_days = sorted(days)
     outcome.gold_months = sorted({d.strftime("%Y-%m") for d in days})
+
+
+@dataclass
+class GoldPlan:
+    """The days and months whose gold rows a run must rebuild, gathered dataset by dataset."""
+
+    order_days: set[date] = field(default_factory=set)
+    payment_days: set[date] = field(default_factory=set)
+    customer_months: set[str] = field(default_factory=set)
+
+    def add(self, dataset: Dataset, outcome: SilverOutcome) -> None:
+        if dataset == Dataset.ORDERS:
+            self.order_days.update(outcome.gold_days)
+        elif dataset == Dataset.PAYMENTS:
+            self.payment_days.update(outcome.gold_days)
+        elif dataset == Dataset.CUSTOMERS:
+            self.customer_months.update(outcome.gold_months)

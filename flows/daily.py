@@ -15,6 +15,7 @@ from ecom_pipeline.datasets import PROCESSING_ORDER, Dataset
 from ecom_pipeline.errors import RunFailedError
 from ecom_pipeline.resources import build_resources
 from ecom_pipeline.run_report import RunReport, run_failures
+from ecom_pipeline.silver import GoldPlan
 from ecom_pipeline.validation import RunContext
 from flows.alerts import alert_on_failure
 from tasks.gold import build_gold
@@ -73,43 +74,23 @@ def daily(
     for account in inputs.skipped + inputs.rejected:
         report.dataset(account.dataset).files.append(account)
 
-    order_days, payment_days, customer_months = [], [], []
+    plan = GoldPlan()
     for dataset in [d for d in PROCESSING_ORDER if d in datasets]:
-        files = inputs.files.get(dataset, [])
         with report.timed(f"validate-{dataset}"):
-            validation = validate_dataset(resources, dataset, files, run)
+            validation = validate_dataset(resources, dataset, inputs.files.get(dataset, []), run)
         with report.timed(f"silver-{dataset}"):
             silver = write_silver(resources, dataset, validation, day, run_id)
-        dataset_report = report.dataset(dataset)
-        dataset_report.files += validation.accounts + validation.rejected
-        dataset_report.partitions_touched = silver.touched
-        dataset_report.partitions_written = silver.rewritten
-        dataset_report.snapshot_version = silver.version
-        for item in validation.validated:
-            for reason, count in item.quarantine_reasons().items():
-                dataset_report.quarantine_reasons[reason] = (
-                    dataset_report.quarantine_reasons.get(reason, 0) + count
-                )
-            if item.dropped_columns:
-                dataset_report.warnings.append(
-                    f"{item.source}: schema drift, unknown column(s) dropped: "
-                    + ", ".join(item.dropped_columns)
-                )
-        order_days += silver.gold_days if dataset == Dataset.ORDERS else []
-        payment_days += silver.gold_days if dataset == Dataset.PAYMENTS else []
-        customer_months += silver.gold_months if dataset == Dataset.CUSTOMERS else []
+        report.record_dataset(
+            dataset, validation.accounts + validation.rejected, validation.validated, silver
+        )
+        plan.add(dataset, silver)
 
     with report.timed("gold"):
-        months = build_gold(resources, day, order_days, payment_days, customer_months)
+        months = build_gold(resources, day, plan)
     with report.timed("load"):
         loads = load_warehouse(resources, months)
-    report.gold_months = {}
-    for month in months:
-        report.gold_months.setdefault(month.table.name, []).append(month.month)
-    report.warehouse_rows = {load.table: load.rows_inserted for load in loads}
-    processed = {
-        a.source for r in report.datasets.values() for a in r.files if a.status == "processed"
-    }
+    report.record_gold(months, loads)
+    processed = report.processed_sources()
     record_ingested(
         resources,
         day,
