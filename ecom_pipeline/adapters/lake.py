@@ -185,7 +185,16 @@ class LocalLake(Lake):
 
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
-            self._path(key).unlink(missing_ok=True)
+            path = self._path(key)
+            path.unlink(missing_ok=True)
+            # Folders are not objects: drop the ones left empty, as S3 would show none.
+            for folder in path.parents:
+                if folder == self.path:
+                    break
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
