@@ -285,7 +285,7 @@ class SilverStore:
         """Commit new content for whole partitions (empty table: drop it). Used by retention."""
         for _attempt in range(MAX_COMMIT_ATTEMPTS):
             base = self.current()
-            files = {
+            files: dict[str, tuple[DataFile, ...]] = {
                 name: (self._write_file(name, self._sorted(rows), run_id),) if rows.num_rows else ()
                 for name, rows in changes.items()
             }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import pandas as pd
 import pandera.errors
@@ -216,8 +217,9 @@ def _quarantine_rows(
         None if pd.isna(value) else pii.MASK if column in pii_columns else str(value)
         for column, value in zip(failures["column"], failures["value"], strict=True)
     ]
-    rows = {
-        SOURCE_FILE: [source] * len(bad) + [source] * len(records.ragged),
+    count = len(bad) + len(records.ragged)
+    rows: dict[str, list[Any]] = {
+        SOURCE_FILE: [source] * count,
         SOURCE_LINE: [int(v) for v in bad[LINE]] + [r.line for r in records.ragged],
         "column": list(failures["column"]) + [None] * len(records.ragged),
         "rule": list(failures["rule"]) + ["field_count"] * len(records.ragged),
@@ -229,7 +231,6 @@ def _quarantine_rows(
             for r in records.ragged
         ],
     }
-    count = len(rows[SOURCE_FILE])
     rows[RUN_ID] = [run.run_id] * count
     rows[INGESTED_AT] = [run.ingested_at] * count
     for name in spec.column_names:

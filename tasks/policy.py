@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, runtime, task
 from prefect.cache_policies import NO_CACHE
@@ -21,6 +21,8 @@ from ecom_pipeline.errors import PipelineError
 from ecom_pipeline.resources import build_resources
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 MAX_RETRIES = 3
 #: Retries wait about 10 s, 20 s, 40 s, each ±50 % so that parallel runs do not retry in step.
@@ -61,7 +63,7 @@ def send_sla_alert(
         log.exception("could not send the SLA alert for %s", task_name)
 
 
-def with_sla(function: Callable[..., Any]) -> Callable[..., Any]:
+def with_sla(function: Callable[P, R]) -> Callable[P, R]:
     """Run ``function`` with a watchdog that alerts once if it outlives the SLA.
 
     Works on any Prefect server: the alert fires from a timer while the task is still running,
@@ -69,7 +71,7 @@ def with_sla(function: Callable[..., Any]) -> Callable[..., Any]:
     """
 
     @functools.wraps(function)
-    def watched(*args: Any, **kwargs: Any) -> Any:
+    def watched(*args: P.args, **kwargs: P.kwargs) -> R:
         limit = load_settings().task_sla_seconds
         timer = threading.Timer(
             limit,
@@ -91,7 +93,7 @@ def with_sla(function: Callable[..., Any]) -> Callable[..., Any]:
     return watched
 
 
-def pipeline_task(name: str, **overrides: Any) -> Callable[[Callable[..., Any]], Task[..., Any]]:
+def pipeline_task(name: str, **overrides: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
     """``@task`` with the pipeline's policy: 3 retries with exponential backoff and jitter (not
     for `PipelineError`), an SLA watchdog, a timeout, and no input caching (inputs are large
     tables and live adapters)."""
@@ -108,7 +110,8 @@ def pipeline_task(name: str, **overrides: Any) -> Callable[[Callable[..., Any]],
     }
     options.update(overrides)
 
-    def decorate(function: Callable[..., Any]) -> Task[..., Any]:
-        return task(**options)(with_sla(function))
+    def decorate(function: Callable[P, R]) -> Task[P, R]:
+        decorated: Task[P, R] = task(**options)(with_sla(function))
+        return decorated
 
     return decorate

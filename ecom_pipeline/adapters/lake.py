@@ -100,8 +100,10 @@ class Lake(ABC):
     def write_json(self, key: str, document: Any) -> None:
         self.write_bytes(key, json_bytes(document))
 
-    def read_parquet(self, keys: Iterable[str], columns: list[str] | None = None) -> pa.Table:
-        """Concatenate these Parquet objects (schemas must agree); an empty list gives None."""
+    def read_parquet(
+        self, keys: Iterable[str], columns: builtins.list[str] | None = None
+    ) -> pa.Table:
+        """Concatenate these Parquet objects (schemas must agree; at least one key)."""
         tables = [pq.read_table(io.BytesIO(self.read_bytes(key)), columns=columns) for key in keys]
         if not tables:
             raise ValueError("read_parquet needs at least one key")
@@ -260,7 +262,7 @@ class S3Lake(Lake):
         return sorted(found, key=lambda o: o.key)
 
     def delete(self, keys: Iterable[str]) -> None:
-        batch: list[dict[str, str]] = []
+        batch: builtins.list[dict[str, str]] = []
         for key in keys:
             batch.append({"Key": self._key(key)})
             if len(batch) == 1000:  # the API's limit per request
@@ -269,7 +271,7 @@ class S3Lake(Lake):
         if batch:
             self._delete_batch(batch)
 
-    def _delete_batch(self, batch: list[dict[str, str]]) -> None:
+    def _delete_batch(self, batch: builtins.list[dict[str, str]]) -> None:
         self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
     def uri(self, key: str) -> str:
