@@ -9,6 +9,7 @@ from typing import Annotated
 from prefect import flow, runtime
 from pydantic import Field
 
+from ecom_pipeline.adapters.lake_lock import lake_lock
 from ecom_pipeline.adapters.notifier import Alert
 from ecom_pipeline.config import load_settings
 from ecom_pipeline.datasets import PROCESSING_ORDER, Dataset
@@ -85,10 +86,12 @@ def daily(
         )
         plan.add(dataset, silver)
 
-    with report.timed("gold"):
-        months = build_gold(resources, day, plan)
-    with report.timed("load"):
-        loads = load_warehouse(resources, months)
+    # Gold month files are read, patched and rewritten: one run at a time per lake.
+    with lake_lock(resources.lake, "gold"):
+        with report.timed("gold"):
+            months = build_gold(resources, day, plan)
+        with report.timed("load"):
+            loads = load_warehouse(resources, months)
     report.record_gold(months, loads)
     processed = report.processed_sources()
     record_ingested(
