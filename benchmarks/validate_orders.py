@@ -1,0 +1,53 @@
+"""How long the validate step takes on one million order rows (run by hand, not a test).
+
+    .venv/bin/python benchmarks/validate_orders.py [--orders 1000000]
+
+Generates one day of orders with the usual defects, then times `validate_file` on each file
+(CSV parsing, the pandera contract, typing, quarantine rows), and prints rows, seconds, rows per
+second and the process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from datetime import UTC, date, datetime
+
+from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.generate import GeneratorConfig, generate_day
+from ecom_pipeline.validation import RunContext, validate_file
+
+DAY = date(2026, 11, 20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    args = parser.parse_args()
+    files = [
+        f
+        for f in generate_day(DAY, GeneratorConfig(orders_per_day=args.orders))
+        if f.dataset == Dataset.ORDERS
+    ]
+    run = RunContext("benchmark", datetime.now(UTC))
+    rows = quarantined = 0
+    started = time.perf_counter()
+    for raw in files:
+        result = validate_file(
+            raw.key, raw.content, SPECS[Dataset.ORDERS], file_day=DAY, pii_key=b"k" * 32, run=run
+        )
+        rows += result.rows_read
+        quarantined += result.quarantine.num_rows
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"files            {len(files)}")
+    print(f"rows             {rows:,}")
+    print(f"quarantined      {quarantined:,}")
+    print(f"seconds          {seconds:.2f}")
+    print(f"rows per second  {rows / seconds:,.0f}")
+    print(f"peak RSS (MB)    {peak:,.0f}  (includes generating the files)")
+
+
+if __name__ == "__main__":
+    main()
