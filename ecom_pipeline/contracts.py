@@ -62,8 +62,8 @@ def _well_formed_and(pattern: str, test: Callable[[pd.Series], pd.Series]) -> Ca
 
 
 def _check(name: str, function: Callable[[pd.Series], pd.Series], meaning: str) -> pa.Check:
-    """A named vectorised check; ``meaning`` documents the rule (pandera reports the name)."""
-    return pa.Check(function, name=name)
+    """A named vectorised check; failures report the name, ``meaning`` describes the rule."""
+    return pa.Check(function, name=name, description=meaning)
 
 
 def required_text() -> pa.Column:

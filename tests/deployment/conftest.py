@@ -47,9 +47,7 @@ def quiet_prefect_env(prefect_home: Path) -> dict[str, str]:
     Inherited ``PREFECT_*`` and ``ECOM_*`` settings are dropped so that a developer's profile
     or .env values cannot leak into (or redirect) the processes under test.
     """
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ECOM_", "AWS_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ECOM_", "AWS_"))}
     env.update(
         {
             "PREFECT_HOME": str(prefect_home),
