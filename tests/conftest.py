@@ -64,6 +64,19 @@ def local_lake_uri(tmp_path: Path) -> str:
     return str(tmp_path / "lake")
 
 
+@pytest.fixture(params=["local", "s3"])
+def lake(request: pytest.FixtureRequest):
+    """The same test on a local folder and on the S3 API."""
+    from ecom_pipeline.adapters.lake import open_lake
+
+    if request.param == "local":
+        return open_lake(request.getfixturevalue("local_lake_uri"))
+    return open_lake(
+        request.getfixturevalue("s3_lake_uri"),
+        endpoint_url=request.getfixturevalue("moto_endpoint"),
+    )
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The machine's PostgreSQL; an unreachable server fails the test with a clear message."""

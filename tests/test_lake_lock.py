@@ -11,22 +11,12 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from ecom_pipeline.adapters.lake import Lake, open_lake
+from ecom_pipeline.adapters.lake import Lake
 from ecom_pipeline.adapters.lake_lock import LockTimeoutError, lake_lock
 from ecom_pipeline.datasets import SPECS, Dataset, silver_schema
 from ecom_pipeline.gold_build import read_gold_month, rebuild_daily
 from ecom_pipeline.gold_tables import DAILY_REVENUE
 from ecom_pipeline.silver_store import SilverStore
-
-
-@pytest.fixture(params=["local", "s3"])
-def lake(request: pytest.FixtureRequest) -> Lake:
-    if request.param == "local":
-        return open_lake(request.getfixturevalue("local_lake_uri"))
-    return open_lake(
-        request.getfixturevalue("s3_lake_uri"),
-        endpoint_url=request.getfixturevalue("moto_endpoint"),
-    )
 
 
 def order(order_id: str, day: date) -> dict:
@@ -76,7 +66,8 @@ def test_an_expired_lease_of_a_dead_holder_is_broken(lake: Lake) -> None:
 
 def test_a_live_lease_makes_others_wait_then_give_up(lake: Lake) -> None:
     with (
-        lake_lock(lake, "gold"), pytest.raises(LockTimeoutError),
+        lake_lock(lake, "gold"),
+        pytest.raises(LockTimeoutError),
         lake_lock(lake, "gold", wait=timedelta(seconds=0.2), poll_seconds=0.01),
     ):
         pass

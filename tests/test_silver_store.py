@@ -8,23 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from ecom_pipeline.adapters.lake import Lake, LakeKeyError, LocalLake, open_lake
+from ecom_pipeline.adapters.lake import Lake, LakeKeyError, LocalLake
 from ecom_pipeline.datasets import SPECS, Dataset, silver_schema
 from ecom_pipeline.partitioning import PartitionValueError, partition_path
 from ecom_pipeline.silver_store import SilverStore
 
 ORDERS = SPECS[Dataset.ORDERS]
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
-
-
-@pytest.fixture(params=["local", "s3"])
-def lake(request: pytest.FixtureRequest) -> Lake:
-    if request.param == "local":
-        return open_lake(request.getfixturevalue("local_lake_uri"))
-    return open_lake(
-        request.getfixturevalue("s3_lake_uri"),
-        endpoint_url=request.getfixturevalue("moto_endpoint"),
-    )
 
 
 def orders(*rows: tuple[str, str, str, int, str, int]) -> pa.Table:
