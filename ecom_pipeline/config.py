@@ -5,13 +5,13 @@ Secrets are `SecretStr`: they never print in a repr, a log line or an artifact.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ecom_pipeline.datasets import Dataset
 from ecom_pipeline.errors import ConfigurationError
 
 #: The local quick start keeps its generated PII key here (never committed: see .gitignore).
@@ -37,7 +37,13 @@ class Settings(BaseSettings):
     sns_topic_arn: str | None = Field(None, description="SNS topic for alerts")
     aws_endpoint_url: str | None = Field(None, description="S3/SNS endpoint override")
     aws_region: str = Field("us-east-1", description="AWS region of S3, SNS and Redshift")
-    quarantine_threshold: float = Field(0.05, ge=0.0, le=1.0)
+    quarantine_threshold: float = Field(
+        0.05, ge=0.0, le=1.0, description="share of quarantined rows that fails a dataset"
+    )
+    quarantine_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description='per-dataset overrides as JSON, e.g. {"employees": 0.0}',
+    )
     redshift_iam_role: str | None = Field(
         None, description="IAM role ARN Redshift assumes to COPY the gold files from S3"
     )
@@ -77,10 +83,20 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_KEY_LENGTH} characters long")
         return value
 
-    @cached_property
-    def warehouse_dialect(self) -> str:
-        """The URL's dialect name without driver, e.g. ``duckdb``, ``postgresql``, ``redshift``."""
-        return self.warehouse_url.get_secret_value().split(":", 1)[0].split("+", 1)[0]
+    @field_validator("quarantine_thresholds")
+    @classmethod
+    def _thresholds_name_datasets(cls, value: dict[str, float]) -> dict[str, float]:
+        known = {d.value for d in Dataset}
+        for name, share in value.items():
+            if name not in known:
+                raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(known))}")
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name}: a share between 0 and 1, got {share}")
+        return value
+
+    def threshold_for(self, dataset: str) -> float:
+        """The quarantined share above which ``dataset`` fails the run."""
+        return self.quarantine_thresholds.get(dataset, self.quarantine_threshold)
 
     def require_pii_key(self) -> bytes:
         """The PII key, or a clear error telling where it has to come from."""

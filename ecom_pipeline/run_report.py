@@ -7,7 +7,7 @@ The manifest records it per file; a run whose accounting does not balance fails.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
@@ -194,8 +194,13 @@ class RunReport:
         return "\n".join(lines) + "\n"
 
 
-def run_failures(report: RunReport, quarantine_threshold: float) -> list[str]:
-    """Every reason the run must end failed, each naming the file or dataset concerned."""
+def run_failures(report: RunReport, threshold_for: Callable[[str], float]) -> list[str]:
+    """Every reason the run must end failed, each naming the file or dataset concerned.
+
+    Args:
+        report: the run so far.
+        threshold_for: the quarantined share above which a dataset fails.
+    """
     failures = [
         f.error or f"{f.source}: rejected"
         for dataset in report.datasets.values()
@@ -208,10 +213,10 @@ def run_failures(report: RunReport, quarantine_threshold: float) -> list[str]:
             f"+ quarantined {f.rows_quarantined} + superseded {f.rows_superseded}"
         )
     for name, dataset in sorted(report.datasets.items()):
-        share = dataset.quarantined_share
-        if share > quarantine_threshold:
+        share, threshold = dataset.quarantined_share, threshold_for(name)
+        if share > threshold:
             failures.append(
-                f"{name}: {share:.1%} of rows quarantined, over the {quarantine_threshold:.1%} "
+                f"{name}: {share:.1%} of rows quarantined, over the {threshold:.1%} "
                 f"threshold (see quarantine/{name}/dt={report.run_date.isoformat()}/)"
             )
     return failures

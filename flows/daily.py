@@ -101,7 +101,7 @@ def daily(
         run_id,
     )
 
-    report.failures = run_failures(report, settings.quarantine_threshold)
+    report.failures = run_failures(report, settings.threshold_for)
     report.finished_at = datetime.now(UTC)
     publish_report(resources, report)
     if report.failures:

@@ -262,6 +262,42 @@ def test_a_day_whose_orders_all_moved_leaves_no_stale_gold(pipeline_env: Path) -
         (date(2026, 11, 19), 2, Decimal("12.00"))
     ]
     gold_file = lake_root / "gold" / "daily_revenue" / "month=2026-11" / "daily_revenue.parquet"
-    assert pa.parquet.read_table(gold_file).column("order_date").to_pylist() == [
-        date(2026, 11, 19)
-    ]
+    assert pa.parquet.read_table(gold_file).column("order_date").to_pylist() == [date(2026, 11, 19)]
+
+
+def test_a_dataset_over_its_threshold_fails_the_run_after_writing_the_valid_rows(
+    pipeline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake_root = pipeline_env / "lake"
+    generate(lake_root, DAYS[:1], GeneratorConfig(orders_per_day=100, employees=20, clean=True))
+    employees = next((lake_root / "raw" / "employees" / f"dt={DAYS[0]}").glob("*.csv"))
+    lines = employees.read_text().splitlines()
+    lines[1] = lines[1].replace(lines[1].split(",")[2], "17", 1)  # one age out of range: 5 %
+    employees.write_text("\n".join(lines) + "\n")
+
+    assert daily(run_date=DAYS[0]).succeeded  # 1 of 20 = 5 %, not over the default 5 %
+
+    monkeypatch.setenv("ECOM_QUARANTINE_THRESHOLDS", '{"employees": 0.01}')
+    with pytest.raises(RunFailedError, match=r"employees: 5.0% of rows quarantined, over the 1.0%"):
+        daily(run_date=DAYS[0], reprocess=True)
+    rows = SilverStore(LocalLake(lake_root), SPECS[Dataset.EMPLOYEES]).read()
+    assert rows.num_rows == 19  # the valid rows were written all the same
+
+
+def test_the_run_artifact_accounts_for_every_row_and_holds_no_pii(pipeline_env: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    generate(pipeline_env / "lake", DAYS[:1])
+    report = daily(run_date=DAYS[0])
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["daily-run-report"]))
+        )
+    markdown = next(a.data for a in artifacts if report.run_id in str(a.data))
+    for name, dataset in report.datasets.items():
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {name} |"))
+        read, written, quarantined, superseded = (int(v) for v in row.split("|")[3:7])
+        assert read == written + quarantined + superseded > 0
+    assert TEST_PII_KEY not in markdown
+    assert "@example" not in markdown
