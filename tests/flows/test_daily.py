@@ -295,7 +295,7 @@ def test_the_run_artifact_accounts_for_every_row_and_holds_no_pii(pipeline_env: 
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["daily-run-report"]))
         )
     markdown = next(a.data for a in artifacts if report.run_id in str(a.data))
-    for name, dataset in report.datasets.items():
+    for name in report.datasets:
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {name} |"))
         read, written, quarantined, superseded = (int(v) for v in row.split("|")[3:7])
         assert read == written + quarantined + superseded > 0
