@@ -78,17 +78,22 @@ def _run_name() -> str:
     on_crashed=[alert_on_failure],
 )
 def backfill(
-    start_date: Annotated[date, Field(description="First day (dt=) to process")],
-    end_date: Annotated[date, Field(description="Last day (dt=) to process, inclusive")],
-    datasets: Annotated[
-        list[Dataset], Field(description="Datasets to process (default: all four)")
-    ] = ALL_DATASETS,
-    max_parallel: Annotated[
-        int, Field(ge=1, le=16, description="Days run at once (from a deployment only)")
-    ] = 1,
-    reprocess: Annotated[bool, Field(description="Process already-ingested files again")] = False,
+    start_date: date,
+    end_date: date,
+    datasets: list[Dataset] = ALL_DATASETS,
+    max_parallel: Annotated[int, Field(ge=1, le=16)] = 1,
+    reprocess: bool = False,
 ) -> BackfillSummary:
-    """Run ``daily`` for each day; child deployment runs when deployed, subflows locally."""
+    """Run the daily pipeline for every day of a range, listing failed days for a re-run.
+
+    Args:
+        start_date: First day (dt=) to process.
+        end_date: Last day (dt=) to process, inclusive.
+        datasets: Datasets to process; all four by default.
+        max_parallel: Days processed at once, as child runs of the daily deployment (1 to 16).
+            Run outside a deployment, days run one after another as subflows.
+        reprocess: Process files again even if they were already ingested unchanged.
+    """
     days = days_between(start_date, end_date)
     logger = get_run_logger()
     if runtime.deployment.id is not None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
 
 from prefect import flow, runtime
-from pydantic import Field
 
 from ecom_pipeline.adapters.lake_lock import lake_lock
 from ecom_pipeline.adapters.notifier import Alert
@@ -50,18 +48,21 @@ def run_name() -> str:
     log_prints=True,
 )
 def daily(
-    run_date: Annotated[
-        date | None, Field(description="Day of the exports (dt=); default: the day before the run")
-    ] = None,
-    datasets: Annotated[
-        list[Dataset], Field(description="Datasets to process (default: all four)")
-    ] = ALL_DATASETS,
-    reprocess: Annotated[
-        bool, Field(description="Process files again even if already ingested unchanged")
-    ] = False,
+    run_date: date | None = None,
+    datasets: list[Dataset] = ALL_DATASETS,
+    reprocess: bool = False,
 ) -> RunReport:
-    """Run the pipeline for one day; fails (after writing what was valid) on any bad file,
-    unbalanced accounting or a dataset over its quarantine threshold."""
+    """Run the pipeline for one day: ingest → validate → silver → gold → load → notify.
+
+    Fails, after writing what was valid, on any bad file, unbalanced row accounting or a
+    dataset over its quarantine threshold.
+
+    Args:
+        run_date: Day of the exports to process (their dt= folder). Empty: the day before the
+            run's scheduled start, UTC.
+        datasets: Datasets to process; all four by default.
+        reprocess: Process files again even if they were already ingested unchanged.
+    """
     settings = load_settings()
     settings.require_pii_key()
     resources = build_resources(settings)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
 
 from prefect import flow, get_run_logger
-from pydantic import Field
 
 from ecom_pipeline.config import load_settings
 from ecom_pipeline.datasets import SPECS, Dataset
@@ -93,12 +91,12 @@ def _run_name() -> str:
     on_failure=[alert_on_failure],
     on_crashed=[alert_on_failure],
 )
-def retention(
-    today: Annotated[
-        date | None, Field(description="Day the ages are measured from (default: today, UTC)")
-    ] = None,
-) -> RetentionSummary:
-    """Apply every retention rule once; safe to run any number of times."""
+def retention(today: date | None = None) -> RetentionSummary:
+    """Apply every retention rule once (SPEC §2, §5); safe to run any number of times.
+
+    Args:
+        today: Day the ages are measured from; empty means today (UTC).
+    """
     resources = build_resources(load_settings())
     day = today or datetime.now(UTC).date()
     cutoffs = Cutoffs.for_day(day)
