@@ -32,18 +32,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Dialect, make_url
 
 from ecom_pipeline.adapters import warehouse_sql as q
 from ecom_pipeline.config import Settings
 from ecom_pipeline.errors import ConfigurationError, PipelineError
 from ecom_pipeline.gold_tables import LOADED_AT, MONTH, GoldTable
+
+if TYPE_CHECKING:
+    # Annotations only. At run time this module reaches SQLAlchemy through the ``sa`` module
+    # object alone: a flow run keeps its flow's module globals (and through them this module's
+    # globals) alive until interpreter exit, and a SQLAlchemy class bound here, such as
+    # ``Dialect``, leads on to duckdb_engine's dict, which ``@compiles`` registers on SQLAlchemy
+    # classes, and from there to DuckDB's nanobind types. CPython clears the globals of the
+    # modules still alive at exit, which drops the ``sa`` reference, but not the dict of a module
+    # object already freed. With a class bound here, DuckDB's types are still alive at exit and
+    # every ``ecom-pipeline run`` ended with "nanobind: leaked ... DuckDBPyType" warnings.
+    from sqlalchemy.engine import URL, Dialect
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +255,7 @@ class Warehouse:
         region: str = "us-east-1",
     ) -> None:
         try:
-            parsed = make_url(url)
+            parsed = sa.make_url(url)
         except Exception:
             # The parse error repeats the URL, password included.
             raise ConfigurationError(
@@ -298,7 +308,9 @@ class Warehouse:
         #: For messages and logs: the URL with its password masked.
         self.display_url = parsed.render_as_string(hide_password=True)
         self._strategy = self._load_strategy()
-        self._engine = self._create_engine(parsed)
+        # Kept as text, to create the engine again after `close` (see `_engine`).
+        self._url = parsed.render_as_string(hide_password=False)
+        self._open_engine: sa.Engine | None = self._create_engine(parsed)
 
     # -- hooks (tests override these; production leaves them alone) -----------------------
     def _load_strategy(self) -> LoadStrategy:
@@ -316,6 +328,13 @@ class Warehouse:
 
     def _after_delete(self, conn: sa.Connection, table: GoldTable) -> None:
         """Runs inside the load's transaction between DELETE and INSERT; does nothing."""
+
+    @property
+    def _engine(self) -> sa.Engine:
+        """The SQLAlchemy engine; a new one on first use after `close`."""
+        if self._open_engine is None:
+            self._open_engine = self._create_engine(sa.make_url(self._url))
+        return self._open_engine
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -450,8 +469,16 @@ class Warehouse:
         )
 
     def close(self) -> None:
-        """Close every pooled connection (a DuckDB file is released)."""
-        self._engine.dispose()
+        """Close every pooled connection (a DuckDB file is released) and drop the engine.
+
+        The warehouse stays usable: the next call creates a new engine. Dropping the engine,
+        its dialect and pool releases the driver's objects even if something (a Prefect flow
+        run, say) keeps this `Warehouse` alive until interpreter exit, where DuckDB would
+        report them as leaked.
+        """
+        engine, self._open_engine = self._open_engine, None
+        if engine is not None:
+            engine.dispose()
 
     def __enter__(self) -> Warehouse:
         return self

@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from sqlalchemy.engine import Dialect
 
 from ecom_pipeline.gold_tables import LOADED_AT, MONTH, GoldTable
+
+if TYPE_CHECKING:
+    # Annotations only: a module-level binding of a SQLAlchemy class keeps DuckDB's objects
+    # reachable at interpreter exit (see warehouse.py).
+    from sqlalchemy.engine import Dialect
 
 #: Strings are short codes and names in gold; Redshift stores VARCHAR lengths in bytes.
 VARCHAR_LENGTH = 256
