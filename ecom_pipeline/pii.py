@@ -7,6 +7,7 @@ import hashlib
 import hmac
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 #: What an offending PII value is replaced with in quarantine reasons.
 MASK = "***"
@@ -17,10 +18,20 @@ def hash_value(key: bytes, value: str) -> str:
 
 
 def hash_array(key: bytes, values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Hash every non-null string; nulls stay null."""
-    return pa.array(
-        [None if v is None else hash_value(key, v) for v in values.to_pylist()], pa.string()
-    )
+    """Hash every non-null string; nulls stay null.
+
+    Each distinct value is hashed once (names repeat a lot), from a keyed state prepared once.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values)
+    keyed = hmac.new(key, digestmod=hashlib.sha256)
+    digests = []
+    for value in encoded.dictionary.to_pylist():
+        state = keyed.copy()
+        state.update(value.encode("utf-8"))
+        digests.append(state.hexdigest())
+    return pc.take(pa.array(digests, pa.string()), encoded.indices)
 
 
 def hash_columns(key: bytes, table: pa.Table, columns: tuple[str, ...]) -> pa.Table:

@@ -18,7 +18,6 @@ columns are stored in the files too).
 
 from __future__ import annotations
 
-import bisect
 import logging
 import random
 import time
@@ -64,8 +63,9 @@ class DataFile:
     min_key: str
     max_key: str
 
-    def may_hold_any(self, sorted_keys: list[str]) -> bool:
-        position = bisect.bisect_left(sorted_keys, self.min_key)
+    def may_hold_any(self, sorted_keys: np.ndarray) -> bool:
+        """Whether any of these keys (sorted) falls in the file's key range."""
+        position = int(np.searchsorted(sorted_keys, self.min_key))
         return position < len(sorted_keys) and sorted_keys[position] <= self.max_key
 
 
@@ -226,7 +226,8 @@ class SilverStore:
 
     def _merge_onto(self, base: Snapshot, incoming: pa.Table, run_id: str) -> MergeResult:
         incoming_keys = combined_key(incoming, self.spec)
-        sorted_keys = sorted(set(incoming_keys.to_pylist()))
+        unique_keys = pc.unique(incoming_keys)
+        sorted_keys = unique_keys.take(pc.sort_indices(unique_keys)).to_numpy(zero_copy_only=False)
         candidates = [f for f in base.files() if f.may_hold_any(sorted_keys)]
         incoming_paths = partition_column(incoming, self.spec)
 

@@ -23,7 +23,12 @@ from typing import Any
 import httpx
 import pytest
 
+from .dockerfile_replay import BackgroundReplay
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: The slow Dockerfile replay (see dockerfile_replay.py): started in the background at the
+#: start of the session, collected by this test, which is therefore moved to the end.
+IMAGE_INSTALL_TEST = "test_image_install_and_start_commands_in_a_fresh_venv"
 VENV_BIN = Path(sys.executable).parent
 PREFECT = str(VENV_BIN / "prefect")
 SERVER_START_TIMEOUT = 120.0
@@ -72,6 +77,10 @@ class ManagedProcess:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
 
     def output(self, tail: int = 6000) -> str:
         try:
@@ -212,6 +221,25 @@ def _raise_with_body(response: httpx.Response) -> None:
             f"{response.request.method} {response.request.url} → HTTP {response.status_code}: "
             f"{response.text[:2000]}"
         )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the Dockerfile replay test last, so that its background install overlaps the rest."""
+    last = [item for item in items if item.name == IMAGE_INSTALL_TEST]
+    if last:
+        items[:] = [item for item in items if item.name != IMAGE_INSTALL_TEST] + last
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dockerfile_replay(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> BackgroundReplay | None:
+    """Starts replaying docker/Dockerfile's install in a fresh venv, in a background thread,
+    when the test that checks it is selected (its pip install waits on the network for about
+    two minutes: it overlaps the other tests instead of adding to them)."""
+    if not any(item.name == IMAGE_INSTALL_TEST for item in request.session.items):
+        return None
+    return BackgroundReplay(tmp_path_factory.mktemp("dockerfile-replay"))
 
 
 @pytest.fixture(scope="session")
