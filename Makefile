@@ -13,10 +13,11 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 
 .PHONY: install quickstart test lint bench clean
 
-$(BIN)/ecom-pipeline: pyproject.toml
+# The runtime dependencies at the exact versions the image ships (docker/constraints.txt).
+$(BIN)/ecom-pipeline: pyproject.toml docker/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c docker/constraints.txt -e ".[dev]"
 	touch $@
 
 install: $(BIN)/ecom-pipeline

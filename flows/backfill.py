@@ -15,7 +15,7 @@ from typing import Annotated
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
-from prefect.deployments import run_deployment
+from prefect.deployments import arun_deployment
 from pydantic import Field
 
 from ecom_pipeline.datasets import Dataset
@@ -128,7 +128,7 @@ async def _run_children(
 
     async def one(day: date) -> DayOutcome:
         async with gate:
-            child = await run_deployment(  # type: ignore[misc]
+            child = await arun_deployment(
                 name=DAILY_DEPLOYMENT,
                 parameters={
                     "run_date": day.isoformat(),

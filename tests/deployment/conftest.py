@@ -34,12 +34,6 @@ PREFECT = str(VENV_BIN / "prefect")
 SERVER_START_TIMEOUT = 120.0
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
-# The `deployments` folder (Lambda handler, prefect.yaml variants) is not an installed package:
-# it is used from a checkout, so the tests import it from the project root as well.
-if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
