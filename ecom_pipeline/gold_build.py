@@ -8,6 +8,7 @@ nothing stale behind.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -25,7 +26,7 @@ from ecom_pipeline.gold_tables import (
     GoldTable,
 )
 from ecom_pipeline.partitioning import parse_partition_path
-from ecom_pipeline.silver_store import SilverStore
+from ecom_pipeline.silver_store import SilverStore, Snapshot
 
 ORDER_COLUMNS = [
     "order_id",
@@ -58,9 +59,14 @@ def read_gold_month(lake: Lake, table: GoldTable, month: str) -> pa.Table:
         return table.schema.empty_table()
 
 
-def _partitions_on(store: SilverStore, column: str, days: set[date]) -> list[str]:
-    wanted = {d.isoformat() for d in days}
-    return [p for p in store.current().partitions if parse_partition_path(p)[column] in wanted]
+def _partitions_where(snapshot: Snapshot, column: str, keep: Callable[[str], bool]) -> list[str]:
+    """The snapshot's partitions whose value of ``column`` passes ``keep``."""
+    return [p for p in snapshot.partitions if keep(parse_partition_path(p)[column])]
+
+
+def _in_month(month: str) -> Callable[[str], bool]:
+    prefix = f"{month}-"
+    return lambda day: day.startswith(prefix)
 
 
 def _replace_days(
@@ -78,12 +84,15 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
         DAILY_PAYMENTS.name: (Dataset.PAYMENTS, "payment_date", gold.daily_payments),
     }[table.name]
     store = SilverStore(lake, SPECS[dataset])
+    snapshot = store.current()  # one consistent view of silver for the whole rebuild
     by_month: dict[str, set[date]] = {}
     for day in days:
         by_month.setdefault(day.strftime("%Y-%m"), set()).add(day)
     months = []
     for month, month_days in sorted(by_month.items()):
-        silver_rows = store.read(partitions=_partitions_on(store, date_column, month_days))
+        wanted = {d.isoformat() for d in month_days}
+        partitions = _partitions_where(snapshot, date_column, wanted.__contains__)
+        silver_rows = store.read(partitions=partitions, snapshot=snapshot)
         rows = _replace_days(
             read_gold_month(lake, table, month), build(silver_rows), date_column, month_days, table
         )
@@ -99,14 +108,11 @@ def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:
         columns=["customer_id", "customer_region", "signup_date"]
     )
     orders = SilverStore(lake, SPECS[Dataset.ORDERS])
+    snapshot = orders.current()  # one consistent view of silver for the whole rebuild
     result = []
     for month in sorted(set(months)):
-        partitions = [
-            p
-            for p in orders.current().partitions
-            if parse_partition_path(p)["order_date"].startswith(f"{month}-")
-        ]
-        month_orders = orders.read(partitions=partitions, columns=ORDER_COLUMNS)
+        partitions = _partitions_where(snapshot, "order_date", _in_month(month))
+        month_orders = orders.read(partitions=partitions, columns=ORDER_COLUMNS, snapshot=snapshot)
         rows = gold.monthly_customers(month, customers, month_orders)
         key = gold_key(MONTHLY_CUSTOMERS, month)
         lake.write_parquet(key, rows)
