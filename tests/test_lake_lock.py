@@ -79,14 +79,20 @@ def test_concurrent_gold_rebuilds_of_one_month_keep_every_day(lake: Lake) -> Non
     rows = [order(f"O{i}", day) for i, day in enumerate(days)]
     store.merge(pa.Table.from_pylist(rows, schema=silver_schema(SPECS[Dataset.ORDERS])), "seed")
 
+    errors: list[BaseException] = []
+
     def rebuild(day: date) -> None:
-        with lake_lock(lake, "gold", poll_seconds=0.01):
-            rebuild_daily(lake, DAILY_REVENUE, [day])
+        try:
+            with lake_lock(lake, "gold", poll_seconds=0.01):
+                rebuild_daily(lake, DAILY_REVENUE, [day])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
 
     threads = [threading.Thread(target=rebuild, args=(day,)) for day in days]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert not errors
     month = read_gold_month(lake, DAILY_REVENUE, "2026-11")
     assert month.column("order_date").to_pylist() == days

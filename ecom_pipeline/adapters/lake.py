@@ -32,6 +32,7 @@ from ecom_pipeline.errors import ConfigurationError, PipelineError
 #: Silver and gold files: zstd, and row groups large enough for analytics.
 PARQUET_COMPRESSION = "zstd"
 PARQUET_ROW_GROUP_SIZE = 256 * 1024
+_FOLDER_RACE_RETRIES = 50
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,16 @@ class LocalLake(Lake):
         return self._path(key).read_bytes()
 
     def _stage(self, target: Path, data: bytes) -> Path:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+        # A concurrent delete may remove the folder the moment it empties (see `delete`):
+        # make it again and retry, a bounded number of times in case something else is wrong.
+        for attempt in range(_FOLDER_RACE_RETRIES):
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+                break
+            except (FileNotFoundError, FileExistsError):
+                if attempt == _FOLDER_RACE_RETRIES - 1:
+                    raise
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
