@@ -158,7 +158,12 @@ class PrefectServer:
         deadline = time.monotonic() + timeout
         run: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            run = self.get(f"/flow_runs/{flow_run_id}")
+            try:
+                run = self.get(f"/flow_runs/{flow_run_id}")
+            except httpx.TimeoutException:
+                # The SQLite-backed server can stall for a while under a backfill's fan-out;
+                # a slow poll is not the run's outcome, so keep polling until the deadline.
+                continue
             if run["state_type"] in TERMINAL_STATES:
                 return run
             for process in watch:
