@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     task_sla_seconds: float = Field(
         7200.0, gt=0, description="a task still running after this long raises an SLA alert"
     )
+    scratch_dir: str | None = Field(
+        None,
+        description="local folder for a run's validated rows between stages (default: the "
+        "system temporary folder); needs about the size of a day's raw CSV",
+    )
+    merge_batch_rows: int = Field(
+        1_000_000,
+        ge=1000,
+        description="rows per step of the silver merge and largest silver file written; "
+        "bounds the memory of a run whatever the day's size",
+    )
     environment: Literal["local", "production"] = Field(
         "local", description="production refuses to invent a PII key"
     )

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -25,6 +28,10 @@ LINE = "_source_line"
 #: A field longer than this makes the file unreadable (a broken quote swallowing the file).
 MAX_FIELD_BYTES = 1 << 20
 _BOM = "\ufeff"
+#: Files are read in blocks of about this size, cut at line ends (a block is one batch of rows).
+BLOCK_BYTES = 32 << 20
+#: Records per batch on the exact (csv module) path.
+EXACT_BATCH_ROWS = 250_000
 #: Text columns are Arrow-backed: vectorised string checks, no Python objects per value.
 TEXT = pd.ArrowDtype(pa.string())
 
@@ -56,14 +63,16 @@ class RawRecords:
         return len(self.frame) + len(self.ragged)
 
 
-def decode_utf8(source: str, data: bytes) -> str:
-    """The file as text; a byte that is not UTF-8 fails the file at its line."""
-    if not data:
+def decode_utf8(source: str, data: bytes, *, first_line: int = 1) -> str:
+    """A block of the file as text; a byte that is not UTF-8 fails the file at its line.
+
+    ``first_line`` is the file's line number of the block's first line."""
+    if not data and first_line == 1:
         raise BadFileError(source, "the file is empty (0 bytes)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + first_line
         raise BadFileError(
             source,
             f"not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} cannot be decoded",
@@ -72,75 +81,204 @@ def decode_utf8(source: str, data: bytes) -> str:
     nul = text.find("\x00")
     if nul >= 0:
         # No warehouse column can hold NUL; it usually means a binary or UTF-16 file.
-        line = text.count("\n", 0, nul) + 1
+        line = text.count("\n", 0, nul) + first_line
         raise BadFileError(source, "contains a NUL byte (binary or UTF-16 content?)", line=line)
-    return text.removeprefix(_BOM)
+    return text.removeprefix(_BOM) if first_line == 1 else text
 
 
 def read_records(source: str, data: bytes, spec: DatasetSpec) -> RawRecords:
-    """Parse a delivered CSV file against the dataset's column list.
+    """Parse a whole delivered CSV file held in memory (see `iter_records`)."""
+    batches = list(iter_records(source, io.BytesIO(data), spec, block_bytes=max(len(data), 1)))
+    if len(batches) == 1:
+        return batches[0]
+    return RawRecords(
+        frame=pd.concat([b.frame for b in batches], ignore_index=True),
+        ragged=[r for b in batches for r in b.ragged],
+        dropped_columns=batches[0].dropped_columns,
+    )
 
-    Files without quotes or stray carriage returns (the common case) are parsed by Arrow, with
-    line numbers counted on the raw bytes; any other file by Python's csv module, which follows
-    quoted commas and newlines. Both give the same records and line numbers.
+
+def iter_records(
+    source: str, stream: BinaryIO, spec: DatasetSpec, *, block_bytes: int = BLOCK_BYTES
+) -> Iterator[RawRecords]:
+    """Parse a delivered CSV file against the dataset's column list, one block at a time.
+
+    The file is read in blocks of about ``block_bytes`` cut at line ends, so memory holds one
+    block, never the file. Blocks without quotes or stray carriage returns (the common case)
+    are parsed by Arrow, with line numbers counted on the raw bytes; from the first block that
+    has any, the rest of the file goes through Python's csv module, which follows quoted
+    commas and newlines. Both give the same records and line numbers.
 
     Args:
         source: the file's lake key, used in every error message.
-        data: the file's bytes exactly as delivered.
+        stream: the file's bytes exactly as delivered.
         spec: the dataset contract; its columns must all be present (in any order).
+        block_bytes: the size of the blocks read.
 
-    Returns:
-        The records as text, ragged records set aside, extra columns named.
+    Yields:
+        The records of each block as text, ragged records set aside, extra columns named.
 
     Raises:
         BadFileError: empty file, not UTF-8, unreadable CSV, duplicated or missing header
-            columns, or a header with no records.
+            columns, or a header with no records. It can come after some blocks were yielded
+            (the caller then drops the file's rows).
     """
-    text = decode_utf8(source, data)
-    if not text.strip():
-        raise BadFileError(source, "the file holds only blank lines")
-    body = data.removeprefix(_BOM.encode())
-    if b'"' not in body and body.count(b"\r") == body.count(b"\r\n"):
-        return _read_unquoted(source, body, spec)
-    return _read_quoted(source, text.removeprefix(_BOM), spec)
+    blocks = _line_blocks(stream, block_bytes)
+    header: _Header | None = None
+    line = 1  # file line number of the current block's first line
+    records = 0
+    for block in blocks:
+        text = decode_utf8(source, block, first_line=line)
+        if line == 1:
+            if not text.strip():  # a first block of blank lines: no header to speak of
+                raise BadFileError(source, "the file holds only blank lines")
+            block = block.removeprefix(_BOM.encode())
+        if b'"' in block or block.count(b"\r") != block.count(b"\r\n"):
+            exact = _exact_batches(
+                source,
+                itertools.chain(
+                    [(text, line)], _decoded(source, blocks, line + block.count(b"\n"))
+                ),
+                spec,
+                header,
+            )
+            for batch in exact:
+                records += batch.rows_read
+                yield batch
+            break
+        if header is None:
+            header = _plain_header(source, block, spec)
+        batch = _plain_records(source, block, spec, header, line)
+        line += block.count(b"\n")
+        if batch is not None:
+            records += batch.rows_read
+            yield batch
+    if records == 0:
+        raise BadFileError(source, "the file has a header but no records")
 
 
-def _read_quoted(source: str, text: str, spec: DatasetSpec) -> RawRecords:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+@dataclass(frozen=True)
+class _Header:
+    names: list[str]
+    positions: dict[str, int]
+
+    @property
+    def width(self) -> int:
+        return len(self.names)
+
+
+def _line_blocks(stream: BinaryIO, block_bytes: int) -> Iterator[bytes]:
+    """The stream in blocks that end at a line end (the last one where the stream ends)."""
+    carry = b""
+    first = True
+    while True:
+        chunk = stream.read(block_bytes)
+        if not chunk:
+            if carry or first:
+                yield carry
+            return
+        first = False
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:  # no line end yet: read on
+            carry = data
+            continue
+        carry = data[cut:]
+        yield data[:cut]
+
+
+def _decoded(source: str, blocks: Iterator[bytes], line: int) -> Iterator[tuple[str, int]]:
+    for block in blocks:
+        yield decode_utf8(source, block, first_line=line), line
+        line += block.count(b"\n")
+
+
+def _exact_batches(
+    source: str,
+    texts: Iterator[tuple[str, int]],
+    spec: DatasetSpec,
+    header: _Header | None,
+    batch_rows: int = EXACT_BATCH_ROWS,
+) -> Iterator[RawRecords]:
+    """Records of text blocks (the first at its file line) by the csv module, in batches."""
+    texts = iter(texts)
+    first_text, first_line = next(texts)
+    if first_line == 1:
+        first_text = first_text.removeprefix(_BOM)
+    lines = itertools.chain.from_iterable(
+        io.StringIO(text, newline="")
+        for text in itertools.chain([first_text], (t for t, _ in texts))
+    )
+    reader = csv.reader(lines, strict=True)
     csv.field_size_limit(MAX_FIELD_BYTES)
-    try:
-        header = [name.strip() for name in next(reader)]
-    except csv.Error as exc:
-        raise BadFileError(source, f"unreadable header: {exc}", line=1) from None
-    positions = _header_positions(source, header, spec)
-    wanted = [positions[name] for name in spec.column_names]
+    offset = first_line - 1  # file lines before the reader's first line
+    if header is None:
+        try:
+            names = [name.strip() for name in next(reader)]
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise BadFileError(source, f"unreadable header: {exc}", line=1) from None
+        header = _Header(names, _header_positions(source, names, spec))
+    wanted = [header.positions[name] for name in spec.column_names]
     columns: list[list[str | None]] = [[] for _ in wanted]
-    lines: list[int] = []
+    numbers: list[int] = []
     ragged: list[RaggedRecord] = []
-    width = len(header)
     last_line = reader.line_num
     try:
         for record in reader:
-            start = last_line + 1
+            start = offset + last_line + 1
             last_line = reader.line_num
             if not record:  # a blank line is not a record
                 continue
-            if len(record) != width:
+            if len(record) != header.width:
                 ragged.append(RaggedRecord(start, len(record)))
-                continue
-            lines.append(start)
-            for values, position in zip(columns, wanted, strict=True):
-                value = record[position]
-                values.append(value if value != "" else None)
+            else:
+                numbers.append(start)
+                for values, position in zip(columns, wanted, strict=True):
+                    value = record[position]
+                    values.append(value if value != "" else None)
+            if len(numbers) + len(ragged) >= batch_rows:
+                yield _records(spec, header, columns, numbers, ragged)
+                columns, numbers, ragged = [[] for _ in wanted], [], []
     except csv.Error as exc:
-        raise BadFileError(source, f"unreadable CSV: {exc}", line=reader.line_num) from None
-    arrays = [pa.array(values, pa.string()) for values in columns]
-    return _records(source, spec, header, arrays, lines, ragged)
+        raise BadFileError(
+            source, f"unreadable CSV: {exc}", line=offset + reader.line_num
+        ) from None
+    if numbers or ragged:
+        yield _records(spec, header, columns, numbers, ragged)
+
+
+def _read_quoted(source: str, text: str, spec: DatasetSpec) -> RawRecords:
+    """A whole file by the csv module (the exact path, in one batch)."""
+    batches = list(_exact_batches(source, iter([(text, 1)]), spec, None, batch_rows=1 << 62))
+    if not batches:
+        raise BadFileError(source, "the file has a header but no records")
+    return batches[0]
 
 
 def _read_unquoted(source: str, body: bytes, spec: DatasetSpec) -> RawRecords:
+    """A whole plain file by Arrow (the fast path, in one batch)."""
+    batch = _plain_records(source, body, spec, _plain_header(source, body, spec), 1)
+    if batch is None:
+        raise BadFileError(source, "the file has a header but no records")
+    return batch
+
+
+def _plain_header(source: str, body: bytes, spec: DatasetSpec) -> _Header:
+    first = body.split(b"\n", 1)[0].removesuffix(b"\r")
+    names = [name.strip() for name in first.decode().split(",")]
+    return _Header(names, _header_positions(source, names, spec))
+
+
+def _plain_records(
+    source: str, body: bytes, spec: DatasetSpec, header: _Header, first_line: int
+) -> RawRecords | None:
     """One record per line: line numbers and field counts come from the bytes, values from
-    Arrow's parser (ragged lines are skipped by both alike)."""
+    Arrow's parser (ragged lines are skipped by both alike). ``first_line`` is the file line
+    of the block's first line; the header line (line 1) is not a record."""
+    if not body:
+        return None
     raw = np.frombuffer(body, dtype=np.uint8)
     newlines = np.flatnonzero(raw == ord("\n"))
     ends = newlines if body.endswith(b"\n") else np.append(newlines, len(body))
@@ -152,22 +290,25 @@ def _read_unquoted(source: str, body: bytes, spec: DatasetSpec) -> RawRecords:
     commas = np.flatnonzero(raw == ord(","))
     fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
 
-    header = [name.strip() for name in body[starts[0] : starts[0] + lengths[0]].decode().split(",")]
-    positions = _header_positions(source, header, spec)
-    width = len(header)
-    line_numbers = np.arange(1, len(starts) + 1)
+    width = header.width
+    line_numbers = np.arange(first_line, first_line + len(starts))
     is_record = (lengths > 0) & (line_numbers > 1)
     good = is_record & (fields == width)
     bad = is_record & (fields != width)
     ragged = [
         RaggedRecord(int(n), int(f)) for n, f in zip(line_numbers[bad], fields[bad], strict=True)
     ]
+    lines = line_numbers[good]
+    if not len(lines) and not ragged:
+        return None
 
     names = [f"f{i}" for i in range(width)]
-    wanted = [names[positions[name]] for name in spec.column_names]
+    wanted = [names[header.positions[name]] for name in spec.column_names]
     table = pa_csv.read_csv(
         io.BytesIO(body),
-        read_options=pa_csv.ReadOptions(skip_rows=1, column_names=names, block_size=1 << 24),
+        read_options=pa_csv.ReadOptions(
+            skip_rows=1 if first_line == 1 else 0, column_names=names, block_size=1 << 24
+        ),
         parse_options=pa_csv.ParseOptions(
             quote_char=False, invalid_row_handler=lambda _row: "skip"
         ),
@@ -178,31 +319,28 @@ def _read_unquoted(source: str, body: bytes, spec: DatasetSpec) -> RawRecords:
             strings_can_be_null=True,
         ),
     )
-    lines = line_numbers[good]
     if table.num_rows != len(lines):  # never expected; the exact parser decides then
-        return _read_quoted(source, body.decode("utf-8"), spec)
+        text = body.decode("utf-8")
+        return next(_exact_batches(source, iter([(text, first_line)]), spec, header, 1 << 62))
     arrays = [table.column(name).combine_chunks() for name in wanted]
-    return _records(source, spec, header, arrays, lines.tolist(), ragged)
+    return _records(spec, header, arrays, lines.tolist(), ragged)
 
 
 def _records(
-    source: str,
     spec: DatasetSpec,
-    header: list[str],
-    arrays: list[pa.Array],
+    header: _Header,
+    columns: list[pa.Array] | list[list[str | None]],
     lines: list[int],
     ragged: list[RaggedRecord],
 ) -> RawRecords:
-    if not lines and not ragged:
-        raise BadFileError(source, "the file has a header but no records")
     frame = pd.DataFrame(
         {
-            name: pd.Series(array, dtype=TEXT, copy=False)
-            for name, array in zip(spec.column_names, arrays, strict=True)
+            name: pd.Series(pa.array(values, pa.string()), dtype=TEXT, copy=False)
+            for name, values in zip(spec.column_names, columns, strict=True)
         }
     )
     frame[LINE] = pd.array(lines, dtype="int64")
-    dropped = [name for name in header if name not in spec.column_names]
+    dropped = [name for name in header.names if name not in spec.column_names]
     return RawRecords(frame=frame, ragged=ragged, dropped_columns=dropped)
 
 

@@ -9,7 +9,7 @@ its reason beside it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from ecom_pipeline.adapters.lake import Lake
@@ -22,29 +22,28 @@ UNKNOWN_DATASET = "_unknown"
 
 @dataclass(frozen=True)
 class RawInput:
-    """One delivered file of the day, read once.
+    """One delivered file of the day: where it is and what it held when ingested.
 
     Attributes:
         dataset: the folder it was delivered to (a known dataset or not).
         key: its lake key, ``raw/{dataset}/dt=YYYY-MM-DD/{name}``.
         day: the ``dt=`` day.
         sha256: checksum of its bytes, recorded in the ledger and the manifest.
-        data: the bytes (not shown in reprs or logs).
+        size: its length in bytes.
+
+    The bytes are not kept: the validate step streams the file again, block by block, so a
+    day's files never sit in memory together.
     """
 
     dataset: str
     key: str
     day: date
     sha256: str
-    data: bytes = field(repr=False)
+    size: int
 
     @property
     def name(self) -> str:
         return self.key.rsplit("/", 1)[-1]
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
 
 
 def day_folder(dataset: str, day: date) -> str:
@@ -63,9 +62,19 @@ def discover(lake: Lake, day: date) -> dict[str, list[str]]:
     return {name: sorted(keys) for name, keys in sorted(found.items())}
 
 
+#: Raw files are read in blocks of this size (checksums, and the CSV reader's blocks).
+READ_BLOCK_BYTES = 16 << 20
+
+
 def read_input(lake: Lake, dataset: str, key: str, day: date) -> RawInput:
-    data = lake.read_bytes(key)
-    return RawInput(dataset, key, day, hashlib.sha256(data).hexdigest(), data)
+    """Checksum one delivered file, streaming it."""
+    digest = hashlib.sha256()
+    size = 0
+    with lake.open_binary(key) as stream:
+        while block := stream.read(READ_BLOCK_BYTES):
+            digest.update(block)
+            size += len(block)
+    return RawInput(dataset, key, day, digest.hexdigest(), size)
 
 
 def is_known_dataset(name: str) -> bool:
@@ -117,7 +126,7 @@ def quarantine_whole_file(lake: Lake, item: RawInput, reason: str, run_id: str) 
     copy_key = f"quarantine/{dataset}/dt={item.day.isoformat()}/files/{name}"
     copied = known and not SPECS[Dataset(item.dataset)].pii_columns
     if copied:
-        lake.write_bytes(copy_key, item.data)
+        lake.write_bytes(copy_key, lake.read_bytes(item.key))
     record_key = f"{copy_key}.reason.json"
     lake.write_json(
         record_key,

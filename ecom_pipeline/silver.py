@@ -7,6 +7,7 @@ holds; orders whose customer was unknown are moved once the customer has arrived
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -16,17 +17,16 @@ import pyarrow.compute as pc
 
 from ecom_pipeline.adapters.lake import Lake
 from ecom_pipeline.datasets import (
-    SOURCE_FILE,
     SPECS,
     UNKNOWN_REGION,
     Dataset,
     DatasetSpec,
-    validated_schema,
 )
 from ecom_pipeline.gold import month_of
 from ecom_pipeline.partitioning import parse_partition_path
 from ecom_pipeline.run_report import FileAccount
-from ecom_pipeline.silver_store import SilverStore
+from ecom_pipeline.silver_merge import ACCOUNTED, Incoming
+from ecom_pipeline.silver_store import DEFAULT_MERGE_BATCH_ROWS, SilverStore
 from ecom_pipeline.validation import ValidatedFile
 
 
@@ -88,16 +88,20 @@ def merge_into_silver(
     *,
     day: date,
     run_id: str,
+    batch_rows: int = DEFAULT_MERGE_BATCH_ROWS,
+    scratch_dir: str | None = None,
 ) -> SilverOutcome:
     """Quarantine bad rows, upsert valid rows, and fill in each file's accounting.
 
     Args:
         lake: the lake.
         dataset: the dataset of every file in ``validated``.
-        validated: the day's validated files of this dataset.
+        validated: the day's validated files of this dataset (valid rows in memory or staged).
         accounts: one account per validated file, same order; updated in place.
         day: the run's day (names the quarantine folder).
         run_id: lineage and snapshot attribution.
+        batch_rows: the merge's memory bound (see `SilverStore.merge`).
+        scratch_dir: parent folder of the merge's scratch files.
     """
     spec = SPECS[dataset]
     store = SilverStore(lake, spec)
@@ -107,63 +111,63 @@ def merge_into_silver(
         account.rows_quarantined = item.quarantine.num_rows
         account.dropped_columns = item.dropped_columns
 
-    valid_tables = [item.valid for item in validated if item.valid.num_rows]
-    incoming = (
-        pa.concat_tables(valid_tables) if valid_tables else validated_schema(spec).empty_table()
-    )
+    incoming: Incoming = lambda: _valid_tables(validated)  # noqa: E731
     if dataset == Dataset.ORDERS:
         incoming = _with_regions_and_moves(lake, store, incoming)
-    counted = sum(item.valid.num_rows for item in validated)
-    if incoming.num_rows == 0:
-        _account(accounts, validated, np.zeros(0, dtype=bool), incoming)
-        return SilverOutcome(accounts, version=store.current().version)
-
-    result = store.merge(incoming, run_id)
-    _account(accounts, validated, result.incoming_won[:counted], incoming.slice(0, counted))
+    result = store.merge(incoming, run_id, batch_rows=batch_rows, scratch_dir=scratch_dir)
+    for item, account in zip(validated, accounts, strict=True):
+        account.rows_written = result.written_by_source.get(item.source, 0)
+        account.rows_superseded = item.valid.num_rows - account.rows_written
     outcome = SilverOutcome(
         accounts, touched=result.touched, rewritten=result.rewritten, version=result.version
     )
-    _plan_gold(outcome, spec, incoming)
+    _plan_gold(outcome, spec, validated)
     return outcome
 
 
-def _with_regions_and_moves(lake: Lake, orders_store: SilverStore, orders: pa.Table) -> pa.Table:
+def _valid_tables(validated: list[ValidatedFile]) -> Iterator[pa.Table]:
+    """The files' valid rows, a batch at a time."""
+    for item in validated:
+        with item.valid.to_reader() as reader:
+            for batch in reader:
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch])
+
+
+def _with_regions_and_moves(lake: Lake, orders_store: SilverStore, orders: Incoming) -> Incoming:
     """Orders with their region, plus committed UNKNOWN-region orders whose customer arrived."""
     customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
         columns=["customer_id", "customer_region"]
     )
-    orders = assign_regions(orders, customers)
     snapshot = orders_store.current()
     unknown = [p for p in snapshot.partitions if p.endswith(f"customer_region={UNKNOWN_REGION}")]
-    if not unknown:
-        return orders
-    waiting = orders_store.read(partitions=unknown, snapshot=snapshot)
-    moved = assign_regions(waiting, customers)
-    moved = moved.filter(pc.not_equal(moved.column("customer_region"), UNKNOWN_REGION))
-    if moved.num_rows == 0:
-        return orders
-    # Moved rows keep their lineage, so they tie with their committed selves and replace them.
-    schema = orders_store.schema
-    return pa.concat_tables([orders.select(schema.names).cast(schema), moved.select(schema.names)])
+    moved = orders_store.schema.empty_table()
+    if unknown:
+        waiting = orders_store.read(partitions=unknown, snapshot=snapshot)
+        moved = assign_regions(waiting, customers)
+        moved = moved.filter(pc.not_equal(moved.column("customer_region"), UNKNOWN_REGION))
+    # Moved rows keep their lineage, so they tie with their committed selves and replace them;
+    # they are not rows of this run's files, so they stay out of the files' accounting.
+    moved = moved.select(orders_store.schema.names).append_column(
+        ACCOUNTED, pa.array(np.zeros(moved.num_rows, dtype=bool))
+    )
+
+    def with_regions() -> Iterator[pa.Table]:
+        for table in orders():
+            yield assign_regions(table, customers)
+        if moved.num_rows:
+            yield moved
+
+    return with_regions
 
 
-def _account(
-    accounts: list[FileAccount],
-    validated: list[ValidatedFile],
-    won: np.ndarray,
-    incoming: pa.Table,
-) -> None:
-    sources = incoming.column(SOURCE_FILE).to_numpy(zero_copy_only=False) if len(won) else []
-    for item, account in zip(validated, accounts, strict=True):
-        written = int(np.count_nonzero(won[sources == item.source])) if len(won) else 0
-        account.rows_written = written
-        account.rows_superseded = item.valid.num_rows - written
-
-
-def _plan_gold(outcome: SilverOutcome, spec: DatasetSpec, incoming: pa.Table) -> None:
+def _plan_gold(outcome: SilverOutcome, spec: DatasetSpec, validated: list[ValidatedFile]) -> None:
     """Which gold days and months this dataset's changes reach."""
     if spec.name == Dataset.CUSTOMERS:
-        outcome.gold_months = sorted(set(month_of(incoming.column("signup_date")).to_pylist()))
+        months: set[str] = set()
+        for table in _valid_tables(validated):
+            months.update(pc.unique(month_of(table.column("signup_date"))).to_pylist())
+        outcome.gold_months = sorted(months)
         return
     date_column = {Dataset.ORDERS: "order_date", Dataset.PAYMENTS: "payment_date"}.get(spec.name)
     if date_column is None:

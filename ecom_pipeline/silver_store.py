@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,15 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecom_pipeline.adapters.lake import Lake, json_bytes, unique_name
-from ecom_pipeline.datasets import (
-    INGESTED_AT,
-    RUN_ID,
-    DatasetSpec,
-    silver_schema,
-)
-from ecom_pipeline.dedup import winners_mask
+from ecom_pipeline.datasets import DatasetSpec, silver_schema
 from ecom_pipeline.errors import CommitConflictError
-from ecom_pipeline.partitioning import combined_key, partition_column, split_by_partition
+from ecom_pipeline.partitioning import combined_key
+from ecom_pipeline.silver_merge import BoundedMerge, Incoming, MergeResult
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +42,8 @@ SNAPSHOT_DIGITS = 10
 MAX_COMMIT_ATTEMPTS = 12
 #: Waits between attempts grow from 20 ms and are randomised so rivals stop colliding.
 BACKOFF_BASE_SECONDS = 0.02
-_INCOMING_INDEX = "__incoming_index"
-#: Lineage that may differ between two writes of the same rows without changing the data.
-_VOLATILE_COLUMNS = (INGESTED_AT, RUN_ID)
+#: Rows merged at a time unless the caller says otherwise (``ECOM_MERGE_BATCH_ROWS``).
+DEFAULT_MERGE_BATCH_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -106,25 +100,6 @@ class Snapshot:
                 for name, files in document["partitions"].items()
             },
         )
-
-
-@dataclass
-class MergeResult:
-    """What one merge did.
-
-    Attributes:
-        incoming_won: per incoming row, True if it is the surviving version of its key.
-        touched: partitions the incoming rows belong to or took rows from (gold follows them).
-        rewritten: partitions whose content changed and were written anew.
-        version: the snapshot version after the merge.
-        files_written: keys of the data files this merge committed.
-    """
-
-    incoming_won: np.ndarray
-    touched: list[str]
-    rewritten: list[str]
-    version: int
-    files_written: list[str] = field(default_factory=list)
 
 
 class SilverStore:
@@ -198,89 +173,66 @@ class SilverStore:
         return [self.lake.uri(f.key) for f in self.current().files()]
 
     # -- writing ------------------------------------------------------------------------
-    def merge(self, incoming: pa.Table, run_id: str) -> MergeResult:
+    def read_files(self, files: list[DataFile]) -> pa.Table:
+        """The rows of these committed files, in the silver schema."""
+        if not files:
+            return self.schema.empty_table()
+        return self.lake.read_parquet([f.key for f in files]).cast(self.schema)
+
+    # -- writing ------------------------------------------------------------------------
+    def merge(
+        self,
+        incoming: pa.Table | Incoming,
+        run_id: str,
+        *,
+        batch_rows: int = DEFAULT_MERGE_BATCH_ROWS,
+        scratch_dir: str | None = None,
+    ) -> MergeResult:
         """Upsert rows by key under the duplicate rule and commit the changed partitions.
 
         Args:
-            incoming: rows in the silver schema (partition columns filled in).
+            incoming: rows in the silver schema (partition columns filled in), as a table or
+                as a function that yields them in tables on every call (read more than once).
             run_id: recorded in the snapshot and in the new files' names.
+            batch_rows: rows merged at a time, and the largest file a large partition gets
+                (see ``ecom_pipeline.silver_merge``): the memory bound.
+            scratch_dir: parent of the merge's temporary folder (system default when None).
 
         Returns:
-            Which incoming rows survived, which partitions were touched and rewritten.
+            Rows written per source file, which partitions were touched and rewritten.
 
         Raises:
             CommitConflictError: other writers kept committing first, ``MAX_COMMIT_ATTEMPTS``
                 times in a row.
         """
-        incoming = incoming.select(self.schema.names).cast(self.schema)
+        source: Incoming = (
+            (lambda: iter([incoming])) if isinstance(incoming, pa.Table) else incoming
+        )
         for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
             base = self.current()
+            merge = BoundedMerge(self, base, run_id, batch_rows)
+            changes, ranges = merge.run(source, scratch_dir)
+            touched = sorted(merge.touched)
+            if not changes:
+                return MergeResult(
+                    merge.written_by_source, touched, [], base.version, ranges=ranges
+                )
             try:
-                return self._merge_onto(base, incoming, run_id)
+                version = self._commit(base, changes, run_id)
             except CommitConflictError:
                 log.info("%s: commit conflict (attempt %d), merging again", self.spec.name, attempt)
                 _back_off(attempt)
+                continue
+            written = [f.key for files in changes.values() for f in files]
+            log.info(
+                "%s: snapshot %d commits %d partition(s)", self.spec.name, version, len(changes)
+            )
+            return MergeResult(
+                merge.written_by_source, touched, sorted(changes), version, written, ranges
+            )
         raise CommitConflictError(
             f"{self.spec.name}: gave up after {MAX_COMMIT_ATTEMPTS} commit conflicts in a row"
         )
-
-    def _merge_onto(self, base: Snapshot, incoming: pa.Table, run_id: str) -> MergeResult:
-        incoming_keys = combined_key(incoming, self.spec)
-        unique_keys = pc.unique(incoming_keys)
-        sorted_keys = unique_keys.take(pc.sort_indices(unique_keys)).to_numpy(zero_copy_only=False)
-        candidates = [f for f in base.files() if f.may_hold_any(sorted_keys)]
-        incoming_paths = partition_column(incoming, self.spec)
-
-        cache: dict[str, pa.Table] = {}
-
-        def read_file(data_file: DataFile) -> pa.Table:
-            if data_file.key not in cache:
-                cache[data_file.key] = self.lake.read_parquet([data_file.key]).cast(self.schema)
-            return cache[data_file.key]
-
-        # Existing versions of the incoming keys, wherever they live (file key ranges prune).
-        existing_parts, existing_paths = [], []
-        for data_file in candidates:
-            table = read_file(data_file)
-            hit = pc.is_in(combined_key(table, self.spec), value_set=incoming_keys)
-            matched = table.filter(hit)
-            if matched.num_rows:
-                existing_parts.append(matched)
-                existing_paths.append(pa.array([data_file.partition] * matched.num_rows))
-        existing = pa.concat_tables(existing_parts) if existing_parts else self.schema.empty_table()
-
-        # Existing rows first: on a full tie the incoming row (a re-delivery) wins.
-        combined = pa.concat_tables([existing, incoming])
-        won = winners_mask(combined, self.spec).to_numpy(zero_copy_only=False)
-        incoming_won = won[existing.num_rows :]
-        winners = combined.filter(pa.array(won))
-        winner_paths = pa.concat_arrays(
-            [*existing_paths, incoming_paths] if existing_paths else [incoming_paths]
-        ).filter(pa.array(won))
-
-        touched = sorted(
-            set(incoming_paths.to_pylist()).union(*(set(p.to_pylist()) for p in existing_paths))
-        )
-        winners_by_partition = dict(split_by_partition(winners, winner_paths))
-        changes: dict[str, tuple[DataFile, ...]] = {}
-        for partition in touched:
-            old_files = [read_file(f) for f in base.files([partition])]
-            old = pa.concat_tables(old_files) if old_files else self.schema.empty_table()
-            kept = old.filter(
-                pc.invert(pc.is_in(combined_key(old, self.spec), value_set=incoming_keys))
-            )
-            new_rows = winners_by_partition.get(partition, self.schema.empty_table())
-            new = self._sorted(pa.concat_tables([kept, new_rows]))
-            if self._same_rows(old, new):
-                continue
-            changes[partition] = (self._write_file(partition, new, run_id),) if new.num_rows else ()
-
-        if not changes:
-            return MergeResult(incoming_won, touched, [], base.version)
-        version = self._commit(base, changes, run_id)
-        written = [f.key for files in changes.values() for f in files]
-        log.info("%s: snapshot %d commits %d partition(s)", self.spec.name, version, len(changes))
-        return MergeResult(incoming_won, touched, sorted(changes), version, written)
 
     def replace_partitions(self, changes: dict[str, pa.Table], run_id: str) -> int:
         """Commit new content for whole partitions (empty table: drop it). Used by retention."""
@@ -298,12 +250,6 @@ class SilverStore:
 
     def _sorted(self, table: pa.Table) -> pa.Table:
         return table.sort_by([(name, "ascending") for name in self.spec.key])
-
-    def _same_rows(self, old: pa.Table, new: pa.Table) -> bool:
-        if old.num_rows != new.num_rows:
-            return False
-        stable = [n for n in self.schema.names if n not in _VOLATILE_COLUMNS]
-        return self._sorted(old).select(stable).equals(new.select(stable))
 
     def _write_file(self, partition: str, rows: pa.Table, run_id: str) -> DataFile:
         folder = f"{self.root}/{partition}" if partition else self.root

@@ -7,9 +7,11 @@ the two outputs (ragged records and contract failures in quarantine), so
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import pandas as pd
 import pandera.errors
@@ -18,7 +20,7 @@ import pyarrow.compute as pc
 
 from ecom_pipeline import pii
 from ecom_pipeline.contracts import FORMAT_RULES, contract, parse_timestamps
-from ecom_pipeline.csv_reader import LINE, RawRecords, read_records
+from ecom_pipeline.csv_reader import BLOCK_BYTES, LINE, RawRecords, iter_records
 from ecom_pipeline.datasets import (
     INGESTED_AT,
     RUN_ID,
@@ -26,6 +28,7 @@ from ecom_pipeline.datasets import (
     SOURCE_LINE,
     TIMESTAMP_TYPE,
     DatasetSpec,
+    validated_schema,
 )
 from ecom_pipeline.errors import BadFileError
 
@@ -52,6 +55,15 @@ class RunContext:
     ingested_at: datetime
 
 
+class ValidRows(Protocol):
+    """Valid rows of a file: an Arrow table, or the same rows staged on local disk."""
+
+    @property
+    def num_rows(self) -> int: ...
+
+    def to_reader(self) -> pa.RecordBatchReader: ...
+
+
 @dataclass
 class ValidatedFile:
     """The outcome of validating one delivered file.
@@ -66,7 +78,7 @@ class ValidatedFile:
 
     source: str
     rows_read: int
-    valid: pa.Table
+    valid: ValidRows
     quarantine: pa.Table
     dropped_columns: list[str] = field(default_factory=list)
 
@@ -92,35 +104,131 @@ def validate_file(
     pii_key: bytes,
     run: RunContext,
 ) -> ValidatedFile:
-    """Validate a delivered file against its dataset's contract.
+    """Validate a whole delivered file held in memory (see `FileValidation`)."""
+    validation = FileValidation(
+        source,
+        io.BytesIO(data),
+        spec,
+        file_day=file_day,
+        pii_key=pii_key,
+        run=run,
+        block_bytes=max(len(data), 1),
+    )
+    batches = list(validation.valid_batches())
+    valid = pa.Table.from_batches(
+        [b for t in batches for b in t.to_batches()], schema=validated_schema(spec)
+    )
+    return validation.result(valid)
+
+
+class FileValidation:
+    """The validation of one delivered file against its dataset's contract, block by block.
+
+    Iterate `valid_batches` for the typed valid rows (PII hashed, lineage added), one batch
+    per block of the file, then `result` gives the file's accounting and quarantined rows.
+    Only one block is in memory at a time, plus the quarantined rows.
 
     Args:
         source: the file's lake key (named in every error and stored as ``_source_file``).
-        data: the file's bytes as delivered.
+        stream: the file's bytes as delivered.
         spec: the dataset the file belongs to.
         file_day: the ``dt=`` day of the file; dates after it are in the future.
         pii_key: the HMAC key that replaces names and e-mails.
         run: run id and ingestion time stamped on the rows.
+        block_bytes: size of the blocks the file is read in.
 
-    Raises:
-        BadFileError: the file as a whole is unusable (see ``read_records``), or a column's
+    Raises (from `valid_batches`, possibly after some batches):
+        BadFileError: the file as a whole is unusable (see ``iter_records``), or a column's
             values all fail its type (the column's type changed upstream).
     """
-    records = read_records(source, data, spec)
-    failures = _contract_failures(records.frame, spec, file_day)
-    _reject_retyped_columns(source, records.frame, failures)
 
-    bad_index = failures.index.unique()
-    good = records.frame.drop(index=bad_index)
-    valid = _typed_rows(good, spec, source, pii_key, run)
-    quarantine = _quarantine_rows(source, records, failures, spec, pii_key, run)
-    return ValidatedFile(
-        source=source,
-        rows_read=records.rows_read,
-        valid=valid,
-        quarantine=quarantine,
-        dropped_columns=records.dropped_columns,
-    )
+    def __init__(
+        self,
+        source: str,
+        stream: BinaryIO,
+        spec: DatasetSpec,
+        *,
+        file_day: date,
+        pii_key: bytes,
+        run: RunContext,
+        block_bytes: int = BLOCK_BYTES,
+    ) -> None:
+        self.source, self.stream, self.spec = source, stream, spec
+        self.file_day, self.pii_key, self.run = file_day, pii_key, run
+        self.block_bytes = block_bytes
+        self.rows_read = 0
+        self.dropped_columns: list[str] = []
+        self._quarantined: list[pa.Table] = []
+        self._types = _TypeChangeWatch(source, spec.column_names)
+        self._done = False
+
+    def valid_batches(self) -> Iterator[pa.Table]:
+        for records in iter_records(
+            self.source, self.stream, self.spec, block_bytes=self.block_bytes
+        ):
+            failures = _contract_failures(records.frame, self.spec, self.file_day)
+            self._types.add(records.frame, failures)
+            good = records.frame.drop(index=failures.index.unique())
+            self.rows_read += records.rows_read
+            self.dropped_columns = records.dropped_columns
+            self._quarantined.append(
+                _quarantine_rows(self.source, records, failures, self.spec, self.pii_key, self.run)
+            )
+            yield _typed_rows(good, self.spec, self.source, self.pii_key, self.run)
+        self._types.check()
+        self._done = True
+
+    def result(self, valid: ValidRows) -> ValidatedFile:
+        """The file's outcome, once `valid_batches` is exhausted; ``valid`` holds its rows."""
+        if not self._done:
+            raise RuntimeError(f"{self.source}: result() before valid_batches() was exhausted")
+        quarantine = (
+            pa.concat_tables(self._quarantined)
+            if self._quarantined
+            else quarantine_schema(self.spec).empty_table()
+        )
+        return ValidatedFile(
+            source=self.source,
+            rows_read=self.rows_read,
+            valid=valid,
+            quarantine=quarantine,
+            dropped_columns=self.dropped_columns,
+        )
+
+
+class _TypeChangeWatch:
+    """Counts, per column over the whole file, present values and values failing the format;
+    a column whose every value fails (two at least) had its type changed upstream."""
+
+    def __init__(self, source: str, columns: tuple[str, ...]) -> None:
+        self.source = source
+        self.present = dict.fromkeys(columns, 0)
+        self.failed = dict.fromkeys(columns, 0)
+        self.first: dict[str, tuple[int, str, Any]] = {}
+
+    def add(self, frame: pd.DataFrame, failures: pd.DataFrame) -> None:
+        for name in self.present:
+            self.present[name] += int(frame[name].notna().sum())
+        format_failures = failures[failures["rule"].isin(FORMAT_RULES)]
+        for column, group in format_failures.groupby("column"):
+            name = str(column)
+            self.failed[name] += len(group)
+            if name not in self.first:
+                line = int(frame.loc[group.index[0], LINE])
+                self.first[name] = (line, str(group["rule"].iloc[0]), group["value"].iloc[0])
+
+    def check(self) -> None:
+        for name, failed in self.failed.items():
+            present = self.present[name]
+            if failed and present >= TYPE_CHANGE_MIN_VALUES and failed == present:
+                line, rule, example = self.first[name]
+                raise BadFileError(
+                    self.source,
+                    f"no value of this column is {rule.removeprefix('is_')} "
+                    f"(e.g. {example!r}): its type changed upstream",
+                    line=line,
+                    column=name,
+                )
 
 
 def _contract_failures(frame: pd.DataFrame, spec: DatasetSpec, file_day: date) -> pd.DataFrame:
@@ -151,24 +259,6 @@ def _contract_failures(frame: pd.DataFrame, spec: DatasetSpec, file_day: date) -
     )
     result.index.name = None
     return result
-
-
-def _reject_retyped_columns(source: str, frame: pd.DataFrame, failures: pd.DataFrame) -> None:
-    if failures.empty:
-        return
-    format_failures = failures[failures["rule"].isin(FORMAT_RULES)]
-    for column, group in format_failures.groupby("column"):
-        present = int(frame[column].notna().sum())
-        if present >= TYPE_CHANGE_MIN_VALUES and len(group) == present:
-            first_line = int(frame.loc[group.index[0], LINE])
-            example = group["value"].iloc[0]
-            raise BadFileError(
-                source,
-                f"no value of this column is {group['rule'].iloc[0].removeprefix('is_')} "
-                f"(e.g. {example!r}): its type changed upstream",
-                line=first_line,
-                column=str(column),
-            )
 
 
 def _typed_rows(

@@ -15,6 +15,7 @@ from ecom_pipeline.errors import RunFailedError
 from ecom_pipeline.resources import build_resources
 from ecom_pipeline.run_report import RunReport, run_failures
 from ecom_pipeline.silver import GoldPlan
+from ecom_pipeline.staging import staging_area
 from ecom_pipeline.validation import RunContext
 from flows.alerts import alert_on_failure
 from tasks.gold import build_gold
@@ -77,15 +78,18 @@ def daily(
         report.dataset(account.dataset).files.append(account)
 
     plan = GoldPlan()
-    for dataset in [d for d in PROCESSING_ORDER if d in datasets]:
-        with report.timed(f"validate-{dataset}"):
-            validation = validate_dataset(resources, dataset, inputs.files.get(dataset, []), run)
-        with report.timed(f"silver-{dataset}"):
-            silver = write_silver(resources, dataset, validation, day, run_id)
-        report.record_dataset(
-            dataset, validation.accounts + validation.rejected, validation.validated, silver
-        )
-        plan.add(dataset, silver)
+    # Valid rows wait on local disk between validate and silver: memory holds a batch, not a day.
+    with staging_area(settings.scratch_dir, run_id) as staging:
+        for dataset in [d for d in PROCESSING_ORDER if d in datasets]:
+            files = inputs.files.get(dataset, [])
+            with report.timed(f"validate-{dataset}"):
+                validation = validate_dataset(resources, staging, dataset, files, run)
+            with report.timed(f"silver-{dataset}"):
+                silver = write_silver(resources, dataset, validation, day, run_id)
+            report.record_dataset(
+                dataset, validation.accounts + validation.rejected, validation.validated, silver
+            )
+            plan.add(dataset, silver)
 
     # Gold month files are read, patched and rewritten: one run at a time per lake.
     with lake_lock(resources.lake, "gold"):

@@ -22,8 +22,16 @@ def write_silver(
     run_id: str,
 ) -> SilverOutcome:
     """Upsert into ``processed/{dataset}/``; safe to retry (the merge is idempotent)."""
+    settings = resources.settings
     outcome = merge_into_silver(
-        resources.lake, dataset, validation.validated, validation.accounts, day=day, run_id=run_id
+        resources.lake,
+        dataset,
+        validation.validated,
+        validation.accounts,
+        day=day,
+        run_id=run_id,
+        batch_rows=settings.merge_batch_rows,
+        scratch_dir=settings.scratch_dir,
     )
     get_run_logger().info(
         "%s: %d partition(s) touched, %d rewritten, snapshot %d",

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from prefect import get_run_logger
 
 from ecom_pipeline import ingest
-from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.datasets import SPECS, Dataset, validated_schema
 from ecom_pipeline.errors import BadFileError
 from ecom_pipeline.resources import Resources
 from ecom_pipeline.run_report import FileAccount
-from ecom_pipeline.validation import RunContext, ValidatedFile, validate_file
+from ecom_pipeline.staging import Staging
+from ecom_pipeline.validation import FileValidation, RunContext, ValidatedFile
 from tasks.policy import pipeline_task
 
 
@@ -26,18 +27,31 @@ class DatasetValidation:
 
 @pipeline_task("validate", task_run_name="validate-{dataset}")
 def validate_dataset(
-    resources: Resources, dataset: Dataset, files: list[ingest.RawInput], run: RunContext
+    resources: Resources,
+    staging: Staging,
+    dataset: Dataset,
+    files: list[ingest.RawInput],
+    run: RunContext,
 ) -> DatasetValidation:
-    """Check every file of the dataset; a bad file is quarantined whole, the others proceed."""
+    """Check every file of the dataset; a bad file is quarantined whole, the others proceed.
+
+    Files are streamed from the lake block by block and their valid rows staged on local disk.
+    """
     logger = get_run_logger()
     pii_key = resources.settings.require_pii_key()
+    spec = SPECS[dataset]
     outcome = DatasetValidation()
-    for item in files:
+    for number, item in enumerate(files):
         account = FileAccount(item.key, dataset, item.sha256, item.size)
         try:
-            validated = validate_file(
-                item.key, item.data, SPECS[dataset], file_day=item.day, pii_key=pii_key, run=run
-            )
+            with resources.lake.open_binary(item.key) as stream:
+                validation = FileValidation(
+                    item.key, stream, spec, file_day=item.day, pii_key=pii_key, run=run
+                )
+                staged = staging.write(
+                    f"{dataset}/{number:05d}", validated_schema(spec), validation.valid_batches()
+                )
+            validated = validation.result(staged)
         except BadFileError as exc:
             ingest.quarantine_whole_file(resources.lake, item, exc.reason, run.run_id)
             account.status, account.error = "failed", str(exc)

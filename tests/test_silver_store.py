@@ -64,7 +64,7 @@ def test_late_update_replaces_the_row_in_its_original_partition(lake: Lake) -> N
     result = store.merge(orders(("A", "2026-11-18", "EU", 60, "delivered", 20)), "r2")
     assert content(store) == {"A": (P18_EU, "delivered"), "B": (P20_EU, "placed")}
     assert result.rewritten == [P18_EU]  # B's partition was not rewritten
-    assert list(result.incoming_won) == [True]
+    assert result.written_by_source == {"raw/orders/dt=2026-11-20/orders.csv": 1}
 
 
 def test_stale_update_never_replaces_a_newer_row(lake: Lake) -> None:
@@ -73,7 +73,7 @@ def test_stale_update_never_replaces_a_newer_row(lake: Lake) -> None:
     version = store.current().version
     result = store.merge(orders(("A", "2026-11-18", "EU", 0, "placed", 18)), "backfill")
     assert content(store) == {"A": (P18_EU, "delivered")}
-    assert list(result.incoming_won) == [False]
+    assert result.written_by_source == {}  # the incoming row was superseded
     assert store.current().version == version  # nothing changed, nothing committed
 
 

@@ -12,6 +12,7 @@ import builtins
 import os
 import signal
 from collections.abc import Iterable
+from typing import BinaryIO
 
 from ecom_pipeline.adapters.lake import Lake, LakeObject
 
@@ -35,6 +36,9 @@ class KillAfterWrites(Lake):
 
     def read_bytes(self, key: str) -> bytes:
         return self.inner.read_bytes(key)
+
+    def open_binary(self, key: str) -> BinaryIO:
+        return self.inner.open_binary(key)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.inner.write_bytes(key, data)

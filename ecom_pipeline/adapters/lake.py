@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -66,6 +66,11 @@ class Lake(ABC):
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:
         """The object's content; FileNotFoundError if there is none."""
+
+    @abstractmethod
+    def open_binary(self, key: str) -> BinaryIO:
+        """The object's content as a stream, read in blocks (large raw files are never held
+        whole); FileNotFoundError if there is none. The caller closes it."""
 
     @abstractmethod
     def write_bytes(self, key: str, data: bytes) -> None:
@@ -140,6 +145,9 @@ class LocalLake(Lake):
 
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def open_binary(self, key: str) -> BinaryIO:
+        return self._path(key).open("rb")
 
     def _stage(self, target: Path, data: bytes) -> Path:
         # A concurrent delete may remove the folder the moment it empties (see `delete`):
@@ -241,6 +249,14 @@ class S3Lake(Lake):
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(self.uri(key)) from None
         return bytes(response["Body"].read())
+
+    def open_binary(self, key: str) -> BinaryIO:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(self.uri(key)) from None
+        body: BinaryIO = response["Body"]  # botocore's StreamingBody: read(n) and close()
+        return body
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # A PUT replaces an object whole: readers get the old or the new version, never a mix.

@@ -34,6 +34,7 @@ PREFECT = str(VENV_BIN / "prefect")
 SERVER_START_TIMEOUT = 120.0
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
