@@ -55,9 +55,14 @@ class Settings(BaseSettings):
         description="local folder for a run's validated rows between stages (default: the "
         "system temporary folder); needs about the size of a day's raw CSV",
     )
+    read_block_bytes: int = Field(
+        32 << 20,
+        ge=1024,
+        description="raw files are read and validated in blocks of about this many bytes",
+    )
     merge_batch_rows: int = Field(
         1_000_000,
-        ge=1000,
+        ge=10,
         description="rows per step of the silver merge and largest silver file written; "
         "bounds the memory of a run whatever the day's size",
     )

@@ -13,7 +13,8 @@ The incoming rows are read in passes (they wait on local disk, see ``ecom_pipeli
    winners go to their partition.
 4. *Rewrite partitions*: a partition that stays under ``batch_rows`` rows is rewritten as one
    sorted file (unchanged content: left alone). A larger one keeps its untouched files, has the
-   files that lost rows rewritten without them, and gains one sorted file per range.
+   files that lost rows rewritten without them, and gains new sorted files of about
+   ``batch_rows`` rows each with disjoint key ranges.
 
 The caller commits the changed partitions in one snapshot (see ``ecom_pipeline.silver_store``).
 """
@@ -43,7 +44,8 @@ Incoming = Callable[[], Iterator[pa.Table]]
 #: Working column: True for rows that count in the files' accounting (False: rows moved
 #: between partitions by the pipeline itself).
 ACCOUNTED = "__accounted"
-#: One key in this many goes into the sample the key ranges are cut from.
+#: One key in this many goes into the sample the key ranges are cut from (fewer when ranges
+#: are small, so that every range still gets about 64 sampled keys or more).
 SAMPLE_STRIDE = 64
 #: Ranges are cut a little smaller than ``batch_rows`` so that an uneven sample stays under.
 RANGE_HEADROOM = 1.25
@@ -93,6 +95,7 @@ class BoundedMerge:
         self.touched: set[str] = set()
         self.removed: dict[str, list[pa.Array]] = {}
         self.new_files: dict[str, list[DataFile]] = {}
+        self.pending: dict[str, int] = {}
 
     def run(
         self, incoming: Incoming, scratch_dir: str | None
@@ -101,16 +104,18 @@ class BoundedMerge:
         plan = self._plan(incoming)
         large = {
             name
-            for name, count in plan.rows_by_partition.items()
-            if count + sum(f.rows for f in self.base.partitions.get(name, ())) > self.batch_rows
+            for name in {*plan.rows_by_partition, *self.base.partitions}
+            if plan.rows_by_partition.get(name, 0) + self._committed_rows(name) > self.batch_rows
         }
         with tempfile.TemporaryDirectory(prefix="ecom-merge-", dir=scratch_dir) as folder:
             scratch = _Scratch(Path(folder))
             for rows in self._ranges(incoming, plan, scratch):
                 self._merge_range(rows, large, scratch)
+            for partition in sorted(self.pending):
+                self._flush(partition, scratch)
             changes = {}
             for partition in sorted(self.touched):
-                if partition in large or partition in self.new_files:
+                if partition in large:
                     files = self._rewrite_large(partition)
                 else:
                     files = self._rewrite_small(partition, scratch.read(f"partition-{partition}"))
@@ -118,10 +123,14 @@ class BoundedMerge:
                     changes[partition] = files
         return changes, len(plan.boundaries) + 1
 
+    def _committed_rows(self, partition: str) -> int:
+        return sum(f.rows for f in self.base.partitions.get(partition, ()))
+
     # -- passes 1 and 2 -------------------------------------------------------------------
     def _plan(self, incoming: Incoming) -> _Plan:
         plan = _Plan()
         samples = []
+        stride = max(1, min(SAMPLE_STRIDE, self.batch_rows // 64))
         for table in incoming():
             plan.rows += table.num_rows
             counts = pc.value_counts(partition_column(table, self.spec))
@@ -129,7 +138,7 @@ class BoundedMerge:
                 name = item["values"]
                 plan.rows_by_partition[name] = plan.rows_by_partition.get(name, 0) + item["counts"]
             keys = combined_key(table, self.spec)
-            samples.append(keys.take(pa.array(np.arange(0, len(keys), SAMPLE_STRIDE))))
+            samples.append(keys.take(pa.array(np.arange(0, len(keys), stride))))
         if plan.rows > self.batch_rows and samples:
             sample = pa.concat_arrays(samples)
             sample = sample.take(pc.sort_indices(sample)).to_pylist()
@@ -193,10 +202,21 @@ class BoundedMerge:
         self.touched.update(pc.unique(partition_column(rows, self.spec)).to_pylist())
         for partition, part in split_by_partition(winners, partition_column(winners, self.spec)):
             if partition in large:
-                data_file = self.store._write_file(partition, self.store._sorted(part), self.run_id)
-                self.new_files.setdefault(partition, []).append(data_file)
+                # Ranges come in key order: a partition's sorted parts, appended, stay sorted.
+                scratch.append(f"large-{partition}", self.store._sorted(part))
+                self.pending[partition] = self.pending.get(partition, 0) + part.num_rows
+                if self.pending[partition] >= self.batch_rows:
+                    self._flush(partition, scratch)
             else:
                 scratch.append(f"partition-{partition}", part)
+
+    def _flush(self, partition: str, scratch: _Scratch) -> None:
+        """Write a large partition's pending winners as one new file."""
+        rows = scratch.read(f"large-{partition}")
+        self.pending[partition] = 0
+        if rows is not None and rows.num_rows:
+            data_file = self.store._write_file(partition, rows, self.run_id)
+            self.new_files.setdefault(partition, []).append(data_file)
 
     def _existing_versions(
         self, sorted_keys: np.ndarray, keys: pa.Array

@@ -46,7 +46,13 @@ def validate_dataset(
         try:
             with resources.lake.open_binary(item.key) as stream:
                 validation = FileValidation(
-                    item.key, stream, spec, file_day=item.day, pii_key=pii_key, run=run
+                    item.key,
+                    stream,
+                    spec,
+                    file_day=item.day,
+                    pii_key=pii_key,
+                    run=run,
+                    block_bytes=resources.settings.read_block_bytes,
                 )
                 staged = staging.write(
                     f"{dataset}/{number:05d}", validated_schema(spec), validation.valid_batches()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecom_pipeline.csv_reader import _read_quoted, _read_unquoted, read_records
+from ecom_pipeline.csv_reader import _read_quoted, _read_unquoted, iter_records, read_records
 from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.errors import BadFileError
 
 ORDERS = SPECS[Dataset.ORDERS]
 HEADER = "order_id,customer_id,order_date,order_status,total_amount,updated_at"
@@ -55,3 +59,36 @@ def test_quoted_files_take_the_exact_path_and_keep_line_numbers() -> None:
     records = read_records("f.csv", data, ORDERS)
     assert records.frame["order_id"].tolist() == ["O,1", "O2"]
     assert records.frame["_source_line"].tolist() == [2, 4]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    body=st.lists(lines, min_size=1, max_size=30),
+    quoted_at=st.one_of(st.none(), st.integers(min_value=0, max_value=29)),
+    block_bytes=st.integers(min_value=1, max_value=200),
+)
+def test_reading_in_blocks_gives_what_reading_whole_gives(
+    body: list[str], quoted_at: int | None, block_bytes: int
+) -> None:
+    """Blocks cut anywhere, and a switch to the exact path mid-file, change nothing."""
+    if quoted_at is not None and quoted_at < len(body):
+        body[quoted_at] = '"O,9","C\n9",2026-11-20,placed,1.00,x'
+    if not any(line for line in body):
+        body = [*body, "O1,C1,2026-11-20,placed,1.00,2026-11-20T10:00:00Z"]
+    data = "\n".join([HEADER, *body, ""]).encode("utf-8")
+    whole = read_records("f.csv", data, ORDERS)
+    batches = list(iter_records("f.csv", io.BytesIO(data), ORDERS, block_bytes=block_bytes))
+    joined = {
+        "rows": [row for b in batches for row in as_dict(b)["rows"]],
+        "ragged": [r for b in batches for r in b.ragged],
+        "dropped": batches[0].dropped_columns,
+    }
+    assert joined == as_dict(whole)
+
+
+def test_a_bad_byte_in_a_later_block_is_reported_at_its_file_line() -> None:
+    good = "O1,C1,2026-11-20,placed,1.00,2026-11-20T10:00:00Z\n"
+    data = (HEADER + "\n" + good * 50).encode() + b"O2,C\xff,x,x,x,x\n"
+    with pytest.raises(BadFileError) as caught:
+        list(iter_records("f.csv", io.BytesIO(data), ORDERS, block_bytes=64))
+    assert caught.value.line == 52

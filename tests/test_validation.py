@@ -7,6 +7,7 @@ rule) — and every row is accounted for.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -17,7 +18,7 @@ import pytest
 from ecom_pipeline.datasets import SPECS, Dataset
 from ecom_pipeline.errors import BadFileError
 from ecom_pipeline.pii import MASK, hash_value
-from ecom_pipeline.validation import RunContext, validate_file
+from ecom_pipeline.validation import FileValidation, RunContext, validate_file
 
 DAY = date(2026, 11, 20)
 KEY = b"test-key-0123456789abcdef"
@@ -390,3 +391,37 @@ def test_pii_is_hashed_in_valid_rows_and_masked_in_quarantine() -> None:
     text = repr(result.valid.to_pylist()) + repr(result.quarantine.to_pylist())
     for clear in ("Ann", "Lee", "ann.lee@example.com", "Bob", "Ray", "bob.example.com"):
         assert clear not in text
+
+
+def validate_in_blocks(data: bytes, dataset: Dataset, block_bytes: int):
+    validation = FileValidation(
+        SOURCE.format(dataset=dataset),
+        io.BytesIO(data),
+        SPECS[dataset],
+        file_day=DAY,
+        pii_key=KEY,
+        run=RUN,
+        block_bytes=block_bytes,
+    )
+    batches = list(validation.valid_batches())
+    return validation.result(pa.concat_tables(batches)), len(batches)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.file_error], ids=lambda c: c.id)
+def test_validating_block_by_block_gives_the_whole_file_outcome(case: Case) -> None:
+    whole = run_case(case)
+    blocked, _batches = validate_in_blocks(case.data, case.dataset, block_bytes=40)
+    assert blocked.rows_read == whole.rows_read
+    assert blocked.valid.equals(whole.valid)
+    assert blocked.quarantine.sort_by("_source_line").equals(whole.quarantine)
+    assert blocked.dropped_columns == whole.dropped_columns
+
+
+def test_a_type_change_is_seen_across_blocks_and_fails_the_file() -> None:
+    rows = [ORDER.replace("10.50", f"${n}.00").replace("O1", f"O{n}") for n in range(40)]
+    data = lines(ORDERS_HEADER, *rows)
+    _, batches = validate_in_blocks(lines(ORDERS_HEADER, ORDER, *[ORDER] * 40), Dataset.ORDERS, 200)
+    assert batches > 3  # the file really is read in several blocks
+    with pytest.raises(BadFileError, match="type changed upstream") as caught:
+        validate_in_blocks(data, Dataset.ORDERS, block_bytes=200)
+    assert (caught.value.line, caught.value.column) == (2, "total_amount")

@@ -64,9 +64,13 @@ def assert_gold_matches(actual: dict[str, list[dict]], expected: dict[str, list[
         assert normalised(got) == normalised(want), table.name
 
 
+@pytest.mark.parametrize("batches", ["default", "small"])
 def test_embedded_default_runs_days_and_gold_matches_an_independent_computation(
-    pipeline_env: Path,
+    pipeline_env: Path, monkeypatch: pytest.MonkeyPatch, batches: str
 ) -> None:
+    if batches == "small":  # files read in many blocks, silver merged in many key ranges
+        monkeypatch.setenv("ECOM_READ_BLOCK_BYTES", "2048")
+        monkeypatch.setenv("ECOM_MERGE_BATCH_ROWS", "40")
     lake_root = pipeline_env / "lake"
     generate(lake_root, DAYS)
     for day in DAYS:
@@ -79,6 +83,8 @@ def test_embedded_default_runs_days_and_gold_matches_an_independent_computation(
     orders = SilverStore(lake, SPECS[Dataset.ORDERS]).current()
     assert all(p.startswith("order_date=") and "/customer_region=" in p for p in orders.partitions)
     assert {p.split("/")[0] for p in orders.partitions} >= {f"order_date={d}" for d in DAYS}
+    split = any(len(files) > 1 for files in orders.partitions.values())
+    assert split == (batches == "small")  # large partitions span several files
     payments = SilverStore(lake, SPECS[Dataset.PAYMENTS]).current()
     assert {p for p in payments.partitions} >= {f"payment_date={d}" for d in DAYS}
     customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).current()
@@ -179,6 +185,8 @@ def test_s3_lake_and_postgresql_warehouse(
     monkeypatch.setenv("ECOM_AWS_ENDPOINT_URL", moto_endpoint)
     monkeypatch.setenv("ECOM_WAREHOUSE_URL", postgres_url)
     monkeypatch.setenv("ECOM_WAREHOUSE_SCHEMA", pg_schema)
+    # S3 objects are streamed: read them in several blocks.
+    monkeypatch.setenv("ECOM_READ_BLOCK_BYTES", "4096")
 
     for day in DAYS[:2]:
         assert daily(run_date=day).succeeded
