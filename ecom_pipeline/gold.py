@@ -123,14 +123,80 @@ def daily_payments(payments: pa.Table) -> pa.Table:
     return _conform(result, DAILY_PAYMENTS.schema, DAILY_PAYMENTS.key)
 
 
-def monthly_customers(month: str, customers: pa.Table, month_orders: pa.Table) -> pa.Table:
+def sum_daily_payments(parts: pa.Table) -> pa.Table:
+    """Daily payments rows of disjoint sets of payments (one per silver file), added up."""
+    grouped = parts.group_by(["payment_date", "payment_method"]).aggregate(
+        [(name, "sum") for name in _PAYMENT_MEASURES]
+    )
+    result = {name: grouped.column(name) for name in ("payment_date", "payment_method")}
+    result |= {name: grouped.column(f"{name}_sum") for name in _PAYMENT_MEASURES}
+    result["month"] = month_of(grouped.column("payment_date"))
+    return _conform(pa.table(result), DAILY_PAYMENTS.schema, DAILY_PAYMENTS.key)
+
+
+_PAYMENT_MEASURES = ("payments", "failed_payments", "succeeded_amount", "refunded_amount")
+
+
+def customer_activity(orders: pa.Table) -> pa.Table:
+    """One row per (customer_region, customer_id) with orders, and their revenue.
+
+    Activity of different sets of orders can be concatenated and passed on together: it is
+    what `monthly_customers` needs of a month's orders, a fraction of their size.
+
+    Args:
+        orders: silver orders (customer_id, customer_region, order_status, total_amount).
+    """
+    counts_as_revenue = pc.is_in(
+        orders.column("order_status"), value_set=pa.array(REVENUE_STATUSES)
+    )
+    work = pa.table(
+        {
+            "customer_region": orders.column("customer_region"),
+            "customer_id": orders.column("customer_id"),
+            "revenue": _amount_where(counts_as_revenue, orders.column("total_amount")),
+        }
+    )
+    return _activity_sum(work)
+
+
+def _activity_sum(activity: pa.Table) -> pa.Table:
+    grouped = activity.group_by(["customer_region", "customer_id"]).aggregate([("revenue", "sum")])
+    return pa.table(
+        {
+            "customer_region": grouped.column("customer_region"),
+            "customer_id": grouped.column("customer_id"),
+            "revenue": pc.cast(grouped.column("revenue_sum"), AMOUNT_TYPE),
+        }
+    )
+
+
+def merge_activity(parts: list[pa.Table]) -> pa.Table:
+    """Activity rows of several sets of orders as one (a customer once per region)."""
+    return (
+        _activity_sum(pa.concat_tables(parts))
+        if parts
+        else customer_activity_schema().empty_table()
+    )
+
+
+def customer_activity_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("customer_region", pa.string()),
+            pa.field("customer_id", pa.string()),
+            pa.field("revenue", AMOUNT_TYPE),
+        ]
+    )
+
+
+def monthly_customers(month: str, customers: pa.Table, activity: pa.Table) -> pa.Table:
     """One row per region with new or active customers or revenue in the month.
 
     Args:
         month: ``YYYY-MM``.
         customers: silver customers (customer_id, customer_region, signup_date), all of them.
-        month_orders: silver orders whose order_date falls in the month (customer_id,
-            customer_region, order_status, total_amount).
+        activity: `customer_activity` of the orders whose order_date falls in the month (of
+            all of them at once, or of parts of them concatenated).
 
     Returns:
         Rows of ``gold.monthly_customers``: customers who signed up in the month, distinct
@@ -139,19 +205,8 @@ def monthly_customers(month: str, customers: pa.Table, month_orders: pa.Table) -
     """
     signed_up = customers.filter(pc.equal(month_of(customers.column("signup_date")), month))
     new = signed_up.group_by("customer_region").aggregate([([], "count_all")])
-    counts_as_revenue = pc.is_in(
-        month_orders.column("order_status"), value_set=pa.array(REVENUE_STATUSES)
-    )
-    activity = (
-        pa.table(
-            {
-                "customer_region": month_orders.column("customer_region"),
-                "customer_id": month_orders.column("customer_id"),
-                "revenue": _amount_where(counts_as_revenue, month_orders.column("total_amount")),
-            }
-        )
-        .group_by("customer_region")
-        .aggregate([("customer_id", "count_distinct"), ("revenue", "sum")])
+    by_region = activity.group_by("customer_region").aggregate(
+        [("customer_id", "count_distinct"), ("revenue", "sum")]
     )
     new_by_region = dict(
         zip(
@@ -163,9 +218,9 @@ def monthly_customers(month: str, customers: pa.Table, month_orders: pa.Table) -
     active_by_region = {
         region: (active, revenue)
         for region, active, revenue in zip(
-            activity.column("customer_region").to_pylist(),
-            activity.column("customer_id_count_distinct").to_pylist(),
-            activity.column("revenue_sum").to_pylist(),
+            by_region.column("customer_region").to_pylist(),
+            by_region.column("customer_id_count_distinct").to_pylist(),
+            by_region.column("revenue_sum").to_pylist(),
             strict=True,
         )
     }

@@ -28,6 +28,7 @@ from ecom_pipeline.gold_tables import (
 from ecom_pipeline.partitioning import parse_partition_path
 from ecom_pipeline.silver_store import SilverStore, Snapshot
 
+PAYMENT_COLUMNS = ["payment_date", "payment_method", "payment_status", "amount"]
 ORDER_COLUMNS = [
     "order_id",
     "customer_id",
@@ -78,10 +79,14 @@ def _replace_days(
 
 
 def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMonth]:
-    """Recompute a daily gold table for these days and rewrite their month files."""
-    dataset, date_column, build = {
-        DAILY_REVENUE.name: (Dataset.ORDERS, "order_date", gold.daily_revenue),
-        DAILY_PAYMENTS.name: (Dataset.PAYMENTS, "payment_date", gold.daily_payments),
+    """Recompute a daily gold table for these days and rewrite their month files.
+
+    Silver is aggregated a partition (daily revenue: one gold row each) or a file (daily
+    payments: partial sums, added up) at a time, so memory holds one of those, not the days.
+    """
+    dataset, date_column = {
+        DAILY_REVENUE.name: (Dataset.ORDERS, "order_date"),
+        DAILY_PAYMENTS.name: (Dataset.PAYMENTS, "payment_date"),
     }[table.name]
     store = SilverStore(lake, SPECS[dataset])
     snapshot = store.current()  # one consistent view of silver for the whole rebuild
@@ -92,9 +97,22 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
     for month, month_days in sorted(by_month.items()):
         wanted = {d.isoformat() for d in month_days}
         partitions = _partitions_where(snapshot, date_column, wanted.__contains__)
-        silver_rows = store.read(partitions=partitions, snapshot=snapshot)
+        if table.name == DAILY_REVENUE.name:
+            parts = [
+                gold.daily_revenue(store.read([p], columns=ORDER_COLUMNS, snapshot=snapshot))
+                for p in partitions
+            ]
+            new = pa.concat_tables(parts) if parts else table.schema.empty_table()
+        else:
+            parts = [
+                gold.daily_payments(store.read_files([f], columns=PAYMENT_COLUMNS))
+                for f in snapshot.files(partitions)
+            ]
+            new = gold.sum_daily_payments(
+                pa.concat_tables(parts) if parts else table.schema.empty_table()
+            )
         rows = _replace_days(
-            read_gold_month(lake, table, month), build(silver_rows), date_column, month_days, table
+            read_gold_month(lake, table, month), new, date_column, month_days, table
         )
         key = gold_key(table, month)
         lake.write_parquet(key, rows)
@@ -103,7 +121,9 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
 
 
 def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:
-    """Recompute ``monthly_customers`` for these months and rewrite their files."""
+    """Recompute ``monthly_customers`` for these months and rewrite their files.
+
+    The month's orders are reduced to customer activity a partition at a time."""
     customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
         columns=["customer_id", "customer_region", "signup_date"]
     )
@@ -111,9 +131,11 @@ def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:
     snapshot = orders.current()  # one consistent view of silver for the whole rebuild
     result = []
     for month in sorted(set(months)):
-        partitions = _partitions_where(snapshot, "order_date", _in_month(month))
-        month_orders = orders.read(partitions=partitions, columns=ORDER_COLUMNS, snapshot=snapshot)
-        rows = gold.monthly_customers(month, customers, month_orders)
+        activity = gold.merge_activity([])
+        for partition in _partitions_where(snapshot, "order_date", _in_month(month)):
+            rows = orders.read([partition], columns=ORDER_COLUMNS, snapshot=snapshot)
+            activity = gold.merge_activity([activity, gold.customer_activity(rows)])
+        rows = gold.monthly_customers(month, customers, activity)
         key = gold_key(MONTHLY_CUSTOMERS, month)
         lake.write_parquet(key, rows)
         result.append(GoldMonth(MONTHLY_CUSTOMERS, month, key, rows))

@@ -161,7 +161,10 @@ class SilverStore:
     ) -> pa.Table:
         """Committed rows of the given partitions (all when None), in the silver schema."""
         snapshot = snapshot or self.current()
-        files = snapshot.files(partitions)
+        return self.read_files(snapshot.files(partitions), columns)
+
+    def read_files(self, files: list[DataFile], columns: list[str] | None = None) -> pa.Table:
+        """The rows of these committed files, in the silver schema (or these of its columns)."""
         schema = (
             self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
         )
@@ -171,13 +174,6 @@ class SilverStore:
 
     def committed_uris(self) -> list[str]:
         return [self.lake.uri(f.key) for f in self.current().files()]
-
-    # -- writing ------------------------------------------------------------------------
-    def read_files(self, files: list[DataFile]) -> pa.Table:
-        """The rows of these committed files, in the silver schema."""
-        if not files:
-            return self.schema.empty_table()
-        return self.lake.read_parquet([f.key for f in files]).cast(self.schema)
 
     # -- writing ------------------------------------------------------------------------
     def merge(

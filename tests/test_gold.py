@@ -108,7 +108,7 @@ def test_monthly_customers_joins_signups_activity_and_revenue_by_region() -> Non
         ("O2", "C1", D1, "EU", "cancelled", "3.00"),
         ("O3", "C9", D1, "UNKNOWN", "shipped", "2.50"),
     )
-    result = gold.monthly_customers("2026-11", customers, month_orders)
+    result = gold.monthly_customers("2026-11", customers, gold.customer_activity(month_orders))
     assert result.schema == MONTHLY_CUSTOMERS.schema
     assert [tuple(r.values()) for r in result.to_pylist()] == [
         ("2026-11", "EU", 1, 1, Decimal("10.00")),
@@ -126,4 +126,46 @@ def test_empty_inputs_give_empty_tables_of_the_right_schema() -> None:
             "signup_date": pa.array([], pa.date32()),
         }
     )
-    assert gold.monthly_customers("2026-11", empty_customers, orders()).num_rows == 0
+    assert (
+        gold.monthly_customers(
+            "2026-11", empty_customers, gold.customer_activity(orders())
+        ).num_rows
+        == 0
+    )
+
+
+def test_aggregating_in_parts_gives_the_whole_answer() -> None:
+    """Gold is built a silver file or partition at a time: the parts must add up exactly."""
+    statuses = ["placed", "shipped", "cancelled", "delivered", "succeeded", "failed", "refunded"]
+    rows = [
+        (f"O{n}", f"C{n % 7}", D1 if n % 3 else D2, ["EU", "NA"][n % 2], statuses[n % 7], f"{n}.05")
+        for n in range(60)
+    ]
+    whole = orders(*rows)
+    parts = [orders(*rows[i : i + 11]) for i in range(0, len(rows), 11)]
+    activity = gold.merge_activity([gold.customer_activity(p) for p in parts])
+    customers = pa.table(
+        {
+            "customer_id": pa.array([], pa.string()),
+            "customer_region": pa.array([], pa.string()),
+            "signup_date": pa.array([], pa.date32()),
+        }
+    )
+    assert gold.monthly_customers("2026-11", customers, activity).equals(
+        gold.monthly_customers("2026-11", customers, gold.customer_activity(whole))
+    )
+
+    def payments(table: pa.Table) -> pa.Table:
+        return pa.table(
+            {
+                "payment_date": table.column("order_date"),
+                "payment_method": table.column("customer_region"),
+                "payment_status": table.column("order_status"),
+                "amount": table.column("total_amount"),
+            }
+        )
+
+    summed = gold.sum_daily_payments(
+        pa.concat_tables([gold.daily_payments(payments(p)) for p in parts])
+    )
+    assert summed.equals(gold.daily_payments(payments(whole)))
