@@ -131,11 +131,10 @@ def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:
     snapshot = orders.current()  # one consistent view of silver for the whole rebuild
     result = []
     for month in sorted(set(months)):
-        activity = gold.merge_activity([])
+        activity = gold.ActivityTotal()
         for partition in _partitions_where(snapshot, "order_date", _in_month(month)):
-            rows = orders.read([partition], columns=ORDER_COLUMNS, snapshot=snapshot)
-            activity = gold.merge_activity([activity, gold.customer_activity(rows)])
-        rows = gold.monthly_customers(month, customers, activity)
+            activity.add(orders.read([partition], columns=ORDER_COLUMNS, snapshot=snapshot))
+        rows = gold.monthly_customers(month, customers, activity.result())
         key = gold_key(MONTHLY_CUSTOMERS, month)
         lake.write_parquet(key, rows)
         result.append(GoldMonth(MONTHLY_CUSTOMERS, month, key, rows))

@@ -151,9 +151,17 @@ def test_aggregating_in_parts_gives_the_whole_answer() -> None:
             "signup_date": pa.array([], pa.date32()),
         }
     )
-    assert gold.monthly_customers("2026-11", customers, activity).equals(
-        gold.monthly_customers("2026-11", customers, gold.customer_activity(whole))
-    )
+    expected = gold.monthly_customers("2026-11", customers, gold.customer_activity(whole))
+    assert gold.monthly_customers("2026-11", customers, activity).equals(expected)
+
+    # Added one part at a time, uneven sizes: merges happen with rows still waiting.
+    total = gold.ActivityTotal()
+    start = 0
+    for size in (1, 1, 2, 3, 5, 8, 13, 27):
+        total.add(orders(*rows[start : start + size]))
+        start += size
+    assert start == len(rows)
+    assert gold.monthly_customers("2026-11", customers, total.result()).equals(expected)
 
     def payments(table: pa.Table) -> pa.Table:
         return pa.table(
