@@ -68,12 +68,21 @@ def split_by_partition(table: pa.Table, paths: pa.Array) -> Iterator[tuple[str, 
     """The rows of each partition, partitions in path order, rows in their original order."""
     if table.num_rows == 0:
         return
-    order = pc.sort_indices(paths).to_numpy()
-    sorted_paths = paths.take(pa.array(order)).to_numpy(zero_copy_only=False)
-    boundaries = np.flatnonzero(sorted_paths[1:] != sorted_paths[:-1]) + 1
-    for chunk in np.split(order, boundaries):
-        rows = np.sort(chunk)
-        yield str(paths[int(rows[0])].as_py()), table.take(pa.array(rows))
+    # A day has few partitions: group on dictionary codes rather than sorting the path strings.
+    encoded = pc.dictionary_encode(paths)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    names = encoded.dictionary.to_pylist()
+    if len(names) == 1:
+        yield str(names[0]), table
+        return
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=len(names))
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    for code in sorted(range(len(names)), key=names.__getitem__):
+        yield str(names[code]), table.take(pa.array(order[starts[code] : ends[code]]))
 
 
 def combined_key(table: pa.Table, spec: DatasetSpec) -> pa.Array:

@@ -44,6 +44,8 @@ Incoming = Callable[[], Iterator[pa.Table]]
 #: Working column: True for rows that count in the files' accounting (False: rows moved
 #: between partitions by the pipeline itself).
 ACCOUNTED = "__accounted"
+#: Working column: the row's partition path, computed once when the row is routed.
+PARTITION = "__partition"
 #: One key in this many goes into the sample the key ranges are cut from (fewer when ranges
 #: are small, so that every range still gets about 64 sampled keys or more).
 SAMPLE_STRIDE = 64
@@ -87,7 +89,9 @@ class BoundedMerge:
     def __init__(self, store: SilverStore, base: Snapshot, run_id: str, batch_rows: int) -> None:
         self.store, self.spec, self.base = store, store.spec, base
         self.run_id, self.batch_rows = run_id, batch_rows
-        self.working = store.schema.append(pa.field(ACCOUNTED, pa.bool_()))
+        self.working = store.schema.append(pa.field(ACCOUNTED, pa.bool_())).append(
+            pa.field(PARTITION, pa.string())
+        )
         self.key_schema = pa.schema(
             [store.schema.field(n) for n in (*self.spec.key, *precedence_columns(self.spec))]
         )
@@ -168,16 +172,21 @@ class BoundedMerge:
     def _working(self, table: pa.Table) -> pa.Table:
         if ACCOUNTED not in table.column_names:
             table = table.append_column(ACCOUNTED, pa.array(np.ones(table.num_rows, dtype=bool)))
+        table = table.append_column(PARTITION, partition_column(table, self.spec))
         return table.select(self.working.names).cast(self.working)
 
     # -- pass 3 ---------------------------------------------------------------------------
     def _merge_range(self, rows: pa.Table, large: set[str], scratch: _Scratch) -> None:
         if rows.num_rows == 0:
             return
+        # Sorted once by key: the key lookup needs sorted keys, and each partition's part of
+        # the winners comes out sorted, as its files are written.
+        rows = self.store._sorted(rows)
         keys = combined_key(rows, self.spec)
-        unique = pc.unique(keys)
-        sorted_keys = unique.take(pc.sort_indices(unique)).to_numpy(zero_copy_only=False)
-        existing, existing_paths = self._existing_versions(sorted_keys, unique)
+        sorted_keys = keys.to_numpy(zero_copy_only=False)
+        if len(self.spec.key) > 1:  # joined key text does not sort like the key columns
+            sorted_keys = np.sort(sorted_keys)
+        existing, existing_paths = self._existing_versions(sorted_keys, keys)
 
         # Existing rows first: on a full tie the incoming row (a re-delivery) wins.
         versions = pa.concat_tables([existing, rows.select(self.key_schema.names)])
@@ -198,12 +207,13 @@ class BoundedMerge:
         for item in pc.value_counts(counted.column(SOURCE_FILE)).to_pylist():
             source = item["values"]
             self.written_by_source[source] = self.written_by_source.get(source, 0) + item["counts"]
-        winners = winners.drop_columns([ACCOUNTED])
-        self.touched.update(pc.unique(partition_column(rows, self.spec)).to_pylist())
-        for partition, part in split_by_partition(winners, partition_column(winners, self.spec)):
+        self.touched.update(pc.unique(rows.column(PARTITION)).to_pylist())
+        paths = winners.column(PARTITION)
+        winners = winners.drop_columns([ACCOUNTED, PARTITION])
+        for partition, part in split_by_partition(winners, paths):
             if partition in large:
                 # Ranges come in key order: a partition's sorted parts, appended, stay sorted.
-                scratch.append(f"large-{partition}", self.store._sorted(part))
+                scratch.append(f"large-{partition}", part)
                 self.pending[partition] = self.pending.get(partition, 0) + part.num_rows
                 if self.pending[partition] >= self.batch_rows:
                     self._flush(partition, scratch)

@@ -89,6 +89,11 @@ def test_merging_in_key_ranges_gives_the_in_memory_result(tmp_path, batch_rows: 
     assert any(len(f) > 1 for f in files.values()) == (batch_rows < 40)
     # No file is bigger than a key range (a range holds about batch_rows incoming rows).
     assert max(f.rows for fs in files.values() for f in fs) <= 2 * batch_rows
+    # Every file is written sorted by key, and its recorded key range is its content's.
+    for data_file in (f for fs in files.values() for f in fs):
+        keys = ranged.read_files([data_file], columns=["order_id"]).column(0).to_pylist()
+        assert keys == sorted(keys)
+        assert (data_file.min_key, data_file.max_key) == (keys[0], keys[-1])
 
 
 def test_a_late_update_rewrites_only_the_files_holding_its_keys(lake: Lake) -> None:
