@@ -179,13 +179,8 @@ class BoundedMerge:
     def _merge_range(self, rows: pa.Table, large: set[str], scratch: _Scratch) -> None:
         if rows.num_rows == 0:
             return
-        # Sorted once by key: the key lookup needs sorted keys, and each partition's part of
-        # the winners comes out sorted, as its files are written.
-        rows = self.store._sorted(rows)
         keys = combined_key(rows, self.spec)
-        sorted_keys = keys.to_numpy(zero_copy_only=False)
-        if len(self.spec.key) > 1:  # joined key text does not sort like the key columns
-            sorted_keys = np.sort(sorted_keys)
+        sorted_keys = keys.take(pc.sort_indices(keys)).to_numpy(zero_copy_only=False)
         existing, existing_paths = self._existing_versions(sorted_keys, keys)
 
         # Existing rows first: on a full tie the incoming row (a re-delivery) wins.
@@ -213,7 +208,7 @@ class BoundedMerge:
         for partition, part in split_by_partition(winners, paths):
             if partition in large:
                 # Ranges come in key order: a partition's sorted parts, appended, stay sorted.
-                scratch.append(f"large-{partition}", part)
+                scratch.append(f"large-{partition}", self.store._sorted(part))
                 self.pending[partition] = self.pending.get(partition, 0) + part.num_rows
                 if self.pending[partition] >= self.batch_rows:
                     self._flush(partition, scratch)
