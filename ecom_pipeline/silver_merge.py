@@ -22,7 +22,6 @@ The caller commits the changed partitions in one snapshot (see ``ecom_pipeline.s
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import pyarrow.compute as pc
 from ecom_pipeline.datasets import INGESTED_AT, RUN_ID, SOURCE_FILE
 from ecom_pipeline.dedup import precedence_columns, winners_mask
 from ecom_pipeline.partitioning import combined_key, partition_column, split_by_partition
+from ecom_pipeline.staging import scratch_folder
 
 if TYPE_CHECKING:
     from ecom_pipeline.silver_store import DataFile, SilverStore, Snapshot
@@ -111,8 +111,8 @@ class BoundedMerge:
             for name in {*plan.rows_by_partition, *self.base.partitions}
             if plan.rows_by_partition.get(name, 0) + self._committed_rows(name) > self.batch_rows
         }
-        with tempfile.TemporaryDirectory(prefix="ecom-merge-", dir=scratch_dir) as folder:
-            scratch = _Scratch(Path(folder))
+        with scratch_folder(scratch_dir, "ecom-merge-") as folder:
+            scratch = _Scratch(folder)
             for rows in self._ranges(incoming, plan, scratch):
                 self._merge_range(rows, large, scratch)
             for partition in sorted(self.pending):

@@ -8,6 +8,8 @@ run ends; nothing here is ever the only copy of anything (bronze is).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -53,13 +55,59 @@ class Staging:
                 rows += table.num_rows
         return StagedRows(path, schema, rows)
 
+    def discard(self, prefix: str) -> None:
+        """Remove the rows staged under ``prefix/`` (once a later stage no longer needs them)."""
+        shutil.rmtree(self.root / prefix, ignore_errors=True)
+
 
 @contextmanager
 def staging_area(parent: str | None, run_id: str) -> Iterator[Staging]:
     """A fresh scratch folder for the run under ``parent`` (the system temp folder when None),
     removed on the way out whatever happens."""
-    root = Path(tempfile.mkdtemp(prefix=f"ecom-{run_id[:12]}-", dir=parent))
-    try:
+    with scratch_folder(parent, f"ecom-{run_id[:12]}-") as root:
         yield Staging(root)
+
+
+#: Held (flock) by the process that owns a scratch folder; the OS releases it when the process
+#: ends in any way, SIGKILL and out-of-memory kills included.
+OWNER_LOCK = ".owner.lock"
+
+
+@contextmanager
+def scratch_folder(parent: str | None, prefix: str) -> Iterator[Path]:
+    """A new folder ``parent/prefix…`` owned by this process, removed on the way out.
+
+    A process killed outright cannot remove its folder, so each new one first removes the
+    ``ecom-*`` folders beside it whose owner is gone: a killed 10 M-order run leaves gigabytes.
+    """
+    base = Path(parent or tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(base)
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    # Locked before it gets its name, so no other process can see the folder unowned.
+    handle = open(root / f"{OWNER_LOCK}.new", "w")  # noqa: SIM115 - held for the folder's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        os.rename(root / f"{OWNER_LOCK}.new", root / OWNER_LOCK)
+        yield root
     finally:
+        handle.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def remove_abandoned(base: Path) -> list[Path]:
+    """Remove the scratch folders under ``base`` whose owning process has ended."""
+    removed = []
+    for folder in sorted(base.glob("ecom-*")):
+        try:
+            handle = open(folder / OWNER_LOCK)  # noqa: SIM115
+        except OSError:  # being created right now, or not one of ours
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its owner is alive
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed

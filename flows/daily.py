@@ -86,6 +86,7 @@ def daily(
                 validation = validate_dataset(resources, staging, dataset, files, run)
             with report.timed(f"silver-{dataset}"):
                 silver = write_silver(resources, dataset, validation, day, run_id)
+            staging.discard(dataset)  # committed: scratch disk holds one dataset at a time
             report.record_dataset(
                 dataset, validation.accounts + validation.rejected, validation.validated, silver
             )

@@ -80,6 +80,9 @@ def test_sigkill_at_every_silver_write_then_rerun_equals_an_uninterrupted_run(
     )
     assert silver_writes >= MIN_KILL_POINTS, "the second day must rewrite enough partitions"
 
+    # The killed runs' scratch folders must not outlive them: the next run removes them.
+    scratch = pipeline_env / "scratch"
+    monkeypatch.setenv("ECOM_SCRATCH_DIR", str(scratch))
     for kill_after in range(1, silver_writes + 1):
         scenario = pipeline_env / f"kill-{kill_after:02d}"
         shutil.copytree(base, scenario)
@@ -98,9 +101,11 @@ def test_sigkill_at_every_silver_write_then_rerun_equals_an_uninterrupted_run(
             timeout=300,
         )
         assert killed.returncode == -signal.SIGKILL, (kill_after, killed.stderr[-2000:])
+        assert any(scratch.iterdir()), "a run killed in its silver step leaves its scratch"
 
         use(scenario, monkeypatch)
         assert daily(run_date=SECOND).succeeded
+        assert not any(scratch.iterdir()), kill_after
         assert silver_state(scenario / "lake") == expected_silver, kill_after
         assert gold_files(scenario / "lake") == expected_gold, kill_after
         assert warehouse_rows(f"duckdb:///{scenario / 'warehouse.duckdb'}") == expected_warehouse
