@@ -148,11 +148,11 @@ def iter_records(
             break
         if header is None:
             header = _plain_header(source, block, spec)
-        batch = _plain_records(source, block, spec, header, line)
+        plain = _plain_records(source, block, spec, header, line)
         line += block.count(b"\n")
-        if batch is not None:
-            records += batch.rows_read
-            yield batch
+        if plain is not None:
+            records += plain.rows_read
+            yield plain
     if records == 0:
         raise BadFileError(source, "the file has a header but no records")
 
