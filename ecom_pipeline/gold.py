@@ -123,6 +123,9 @@ def daily_payments(payments: pa.Table) -> pa.Table:
     return _conform(result, DAILY_PAYMENTS.schema, DAILY_PAYMENTS.key)
 
 
+_PAYMENT_MEASURES = ("payments", "failed_payments", "succeeded_amount", "refunded_amount")
+
+
 def sum_daily_payments(parts: pa.Table) -> pa.Table:
     """Daily payments rows of disjoint sets of payments (one per silver file), added up."""
     grouped = parts.group_by(["payment_date", "payment_method"]).aggregate(
@@ -132,9 +135,6 @@ def sum_daily_payments(parts: pa.Table) -> pa.Table:
     result |= {name: grouped.column(f"{name}_sum") for name in _PAYMENT_MEASURES}
     result["month"] = month_of(grouped.column("payment_date"))
     return _conform(pa.table(result), DAILY_PAYMENTS.schema, DAILY_PAYMENTS.key)
-
-
-_PAYMENT_MEASURES = ("payments", "failed_payments", "succeeded_amount", "refunded_amount")
 
 
 def customer_activity(orders: pa.Table) -> pa.Table:
@@ -170,15 +170,6 @@ def _activity_sum(activity: pa.Table) -> pa.Table:
     )
 
 
-def merge_activity(parts: list[pa.Table]) -> pa.Table:
-    """Activity rows of several sets of orders as one (a customer once per region)."""
-    return (
-        _activity_sum(pa.concat_tables(parts))
-        if parts
-        else customer_activity_schema().empty_table()
-    )
-
-
 class ActivityTotal:
     """The customer activity of many sets of orders, added one set at a time.
 
@@ -197,11 +188,11 @@ class ActivityTotal:
         self._waiting.append(part)
         self._waiting_rows += part.num_rows
         if self._waiting_rows >= self._merged.num_rows:
-            self._merged = merge_activity([self._merged, *self._waiting])
+            self._merged = _activity_sum(pa.concat_tables([self._merged, *self._waiting]))
             self._waiting, self._waiting_rows = [], 0
 
     def result(self) -> pa.Table:
-        return merge_activity([self._merged, *self._waiting])
+        return _activity_sum(pa.concat_tables([self._merged, *self._waiting]))
 
 
 def customer_activity_schema() -> pa.Schema:

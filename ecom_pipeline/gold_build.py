@@ -84,9 +84,9 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
     Silver is aggregated a partition (daily revenue: one gold row each) or a file (daily
     payments: partial sums, added up) at a time, so memory holds one of those, not the days.
     """
-    dataset, date_column = {
-        DAILY_REVENUE.name: (Dataset.ORDERS, "order_date"),
-        DAILY_PAYMENTS.name: (Dataset.PAYMENTS, "payment_date"),
+    dataset, date_column, build = {
+        DAILY_REVENUE.name: (Dataset.ORDERS, "order_date", _daily_revenue_of),
+        DAILY_PAYMENTS.name: (Dataset.PAYMENTS, "payment_date", _daily_payments_of),
     }[table.name]
     store = SilverStore(lake, SPECS[dataset])
     snapshot = store.current()  # one consistent view of silver for the whole rebuild
@@ -97,27 +97,37 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
     for month, month_days in sorted(by_month.items()):
         wanted = {d.isoformat() for d in month_days}
         partitions = _partitions_where(snapshot, date_column, wanted.__contains__)
-        if table.name == DAILY_REVENUE.name:
-            parts = [
-                gold.daily_revenue(store.read([p], columns=ORDER_COLUMNS, snapshot=snapshot))
-                for p in partitions
-            ]
-            new = pa.concat_tables(parts) if parts else table.schema.empty_table()
-        else:
-            parts = [
-                gold.daily_payments(store.read_files([f], columns=PAYMENT_COLUMNS))
-                for f in snapshot.files(partitions)
-            ]
-            new = gold.sum_daily_payments(
-                pa.concat_tables(parts) if parts else table.schema.empty_table()
-            )
         rows = _replace_days(
-            read_gold_month(lake, table, month), new, date_column, month_days, table
+            read_gold_month(lake, table, month),
+            build(store, snapshot, partitions),
+            date_column,
+            month_days,
+            table,
         )
         key = gold_key(table, month)
         lake.write_parquet(key, rows)
         months.append(GoldMonth(table, month, key, rows))
     return months
+
+
+def _daily_revenue_of(store: SilverStore, snapshot: Snapshot, partitions: list[str]) -> pa.Table:
+    """One partition holds one (order_date, customer_region): one gold row each."""
+    parts = [
+        gold.daily_revenue(store.read([p], columns=ORDER_COLUMNS, snapshot=snapshot))
+        for p in partitions
+    ]
+    return pa.concat_tables(parts) if parts else DAILY_REVENUE.schema.empty_table()
+
+
+def _daily_payments_of(store: SilverStore, snapshot: Snapshot, partitions: list[str]) -> pa.Table:
+    """Partial sums per silver file (a partition may hold several), added up."""
+    parts = [
+        gold.daily_payments(store.read_files([f], columns=PAYMENT_COLUMNS))
+        for f in snapshot.files(partitions)
+    ]
+    return gold.sum_daily_payments(
+        pa.concat_tables(parts) if parts else DAILY_PAYMENTS.schema.empty_table()
+    )
 
 
 def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:

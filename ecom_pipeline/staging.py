@@ -38,15 +38,18 @@ class StagedRows:
 
 
 class Staging:
-    """A run's scratch folder; `write` stages rows under a name unique within the run."""
+    """A run's scratch folder. Rows are staged by group (one per dataset) and name, and a group
+    is discarded as a whole once the stage that reads it is done."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def write(self, name: str, schema: pa.Schema, tables: Iterable[pa.Table]) -> StagedRows:
-        """Stage the tables' rows (each cast to ``schema``) under ``name``, replacing any
+    def write(
+        self, group: str, name: str, schema: pa.Schema, tables: Iterable[pa.Table]
+    ) -> StagedRows:
+        """Stage the tables' rows (each cast to ``schema``) as ``group/name``, replacing any
         earlier rows of that name (a retried task writes its file again)."""
-        path = self.root / f"{name}.arrows"
+        path = self.root / group / f"{name}.arrows"
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = 0
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
@@ -55,9 +58,9 @@ class Staging:
                 rows += table.num_rows
         return StagedRows(path, schema, rows)
 
-    def discard(self, prefix: str) -> None:
-        """Remove the rows staged under ``prefix/`` (once a later stage no longer needs them)."""
-        shutil.rmtree(self.root / prefix, ignore_errors=True)
+    def discard(self, group: str) -> None:
+        """Remove every row staged in ``group``."""
+        shutil.rmtree(self.root / group, ignore_errors=True)
 
 
 @contextmanager

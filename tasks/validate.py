@@ -55,7 +55,7 @@ def validate_dataset(
                     block_bytes=resources.settings.read_block_bytes,
                 )
                 staged = staging.write(
-                    f"{dataset}/{number:05d}", validated_schema(spec), validation.valid_batches()
+                    dataset, f"{number:05d}", validated_schema(spec), validation.valid_batches()
                 )
             validated = validation.result(staged)
         except BadFileError as exc:

@@ -143,7 +143,7 @@ def test_aggregating_in_parts_gives_the_whole_answer() -> None:
     ]
     whole = orders(*rows)
     parts = [orders(*rows[i : i + 11]) for i in range(0, len(rows), 11)]
-    activity = gold.merge_activity([gold.customer_activity(p) for p in parts])
+    activity = pa.concat_tables([gold.customer_activity(p) for p in parts])
     customers = pa.table(
         {
             "customer_id": pa.array([], pa.string()),

@@ -65,10 +65,10 @@ def test_staged_rows_read_back_and_the_area_is_removed_on_error(tmp_path) -> Non
     schema = pa.schema([("n", pa.int64())])
     try:
         with staging_area(str(tmp_path), "run-1") as staging:
-            staged = staging.write("orders/00000", schema, [pa.table({"n": [1, 2]})] * 3)
+            staged = staging.write("orders", "00000", schema, [pa.table({"n": [1, 2]})] * 3)
             assert staged.num_rows == 6
             assert staged.read_all().column("n").to_pylist() == [1, 2] * 3
-            kept = staging.write("payments/00000", schema, [pa.table({"n": [3]})])
+            kept = staging.write("payments", "00000", schema, [pa.table({"n": [3]})])
             staging.discard("orders")
             assert not staged.path.exists() and kept.read_all().num_rows == 1
             raise RuntimeError("the run failed")
