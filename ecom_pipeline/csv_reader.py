@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
@@ -27,13 +26,15 @@ from ecom_pipeline.errors import BadFileError
 LINE = "_source_line"
 #: A field longer than this makes the file unreadable (a broken quote swallowing the file).
 MAX_FIELD_BYTES = 1 << 20
+#: A header line longer than this is not a header (thousands of columns, or no line end).
+MAX_HEADER_BYTES = 64 << 10
+#: A line (up to a line end, quoted or not) longer than this makes the file unreadable.
+MAX_LINE_BYTES = 16 << 20
 _BOM = "\ufeff"
 #: Files are read in blocks of about this size, cut at line ends (a block is one batch of rows).
 BLOCK_BYTES = 32 << 20
 #: Records per batch on the exact (csv module) path.
 EXACT_BATCH_ROWS = 250_000
-#: Text columns are Arrow-backed: vectorised string checks, no Python objects per value.
-TEXT = pd.ArrowDtype(pa.string())
 
 
 @dataclass(frozen=True)
@@ -47,20 +48,20 @@ class RawRecords:
     """The records of one file as text.
 
     Attributes:
-        frame: one row per well-formed record; the contract's columns as strings (``None`` for
-            an empty field) plus ``_source_line``.
+        table: one row per well-formed record; the contract's columns as strings (null for
+            an empty field) plus ``_source_line`` (int64).
         ragged: records whose field count differs from the header's.
         dropped_columns: extra columns the contract does not know (schema drift).
         rows_read: every record, well-formed or ragged (blank lines are not records).
     """
 
-    frame: pd.DataFrame
+    table: pa.Table
     ragged: list[RaggedRecord] = field(default_factory=list)
     dropped_columns: list[str] = field(default_factory=list)
 
     @property
     def rows_read(self) -> int:
-        return len(self.frame) + len(self.ragged)
+        return self.table.num_rows + len(self.ragged)
 
 
 def decode_utf8(source: str, data: bytes, *, first_line: int = 1) -> str:
@@ -92,7 +93,7 @@ def read_records(source: str, data: bytes, spec: DatasetSpec) -> RawRecords:
     if len(batches) == 1:
         return batches[0]
     return RawRecords(
-        frame=pd.concat([b.frame for b in batches], ignore_index=True),
+        table=pa.concat_tables([b.table for b in batches]),
         ragged=[r for b in batches for r in b.ragged],
         dropped_columns=batches[0].dropped_columns,
     )
@@ -119,28 +120,24 @@ def iter_records(
         The records of each block as text, ragged records set aside, extra columns named.
 
     Raises:
-        BadFileError: empty file, not UTF-8, unreadable CSV, duplicated or missing header
-            columns, or a header with no records. It can come after some blocks were yielded
-            (the caller then drops the file's rows).
+        BadFileError: empty file, not UTF-8, unreadable CSV, a header too long, duplicated or
+            missing header columns, a line too long, or a header with no records. It can come
+            after some blocks were yielded (the caller then drops the file's rows). Messages
+            name lines and the contract's columns, never a value of the file.
     """
-    blocks = _line_blocks(stream, block_bytes)
+    blocks = _line_blocks(source, stream, block_bytes)
     header: _Header | None = None
-    line = 1  # file line number of the current block's first line
     records = 0
-    for block in blocks:
+    for block, line in blocks:  # line: the file line number of the block's first line
         text = decode_utf8(source, block, first_line=line)
         if line == 1:
-            if not text.strip():  # a first block of blank lines: no header to speak of
+            if not text or text.isspace():  # a first block of blank lines: no header at all
                 raise BadFileError(source, "the file holds only blank lines")
             block = block.removeprefix(_BOM.encode())
-        if b'"' in block or block.count(b"\r") != block.count(b"\r\n"):
+            _check_header_length(source, block)
+        if b'"' in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")):
             exact = _exact_batches(
-                source,
-                itertools.chain(
-                    [(text, line)], _decoded(source, blocks, line + block.count(b"\n"))
-                ),
-                spec,
-                header,
+                source, itertools.chain([(text, line)], _decoded(source, blocks)), spec, header
             )
             for batch in exact:
                 records += batch.rows_read
@@ -149,7 +146,6 @@ def iter_records(
         if header is None:
             header = _plain_header(source, block, spec)
         plain = _plain_records(source, block, spec, header, line)
-        line += block.count(b"\n")
         if plain is not None:
             records += plain.rows_read
             yield plain
@@ -167,30 +163,54 @@ class _Header:
         return len(self.names)
 
 
-def _line_blocks(stream: BinaryIO, block_bytes: int) -> Iterator[bytes]:
-    """The stream in blocks that end at a line end (the last one where the stream ends)."""
+def _check_header_length(source: str, block: bytes) -> None:
+    end = block.find(b"\n")
+    length = len(block) if end < 0 else end
+    if length > MAX_HEADER_BYTES:
+        raise BadFileError(
+            source,
+            f"header too long: {length:,} bytes, more than {MAX_HEADER_BYTES:,} "
+            "(not a header row, or far too many columns)",
+            line=1,
+        )
+
+
+def _line_blocks(source: str, stream: BinaryIO, block_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """The stream in blocks that end at a line end (the last one where the stream ends), each
+    with the file line number of its first line.
+
+    A line longer than `MAX_LINE_BYTES` fails the file, so memory stays bounded."""
     carry = b""
     first = True
+    lines = 0  # line ends yielded so far
     while True:
         chunk = stream.read(block_bytes)
         if not chunk:
             if carry or first:
-                yield carry
+                yield carry, lines + 1
             return
         first = False
         data = carry + chunk
         cut = data.rfind(b"\n") + 1
         if cut == 0:  # no line end yet: read on
+            if lines == 0:
+                _check_header_length(source, data)
+            if len(data) > MAX_LINE_BYTES:
+                raise BadFileError(
+                    source,
+                    f"line too long: more than {MAX_LINE_BYTES:,} bytes without a line end",
+                    line=lines + 1,
+                )
             carry = data
             continue
         carry = data[cut:]
-        yield data[:cut]
+        yield data[:cut], lines + 1
+        lines += data.count(b"\n", 0, cut)
 
 
-def _decoded(source: str, blocks: Iterator[bytes], line: int) -> Iterator[tuple[str, int]]:
-    for block in blocks:
+def _decoded(source: str, blocks: Iterator[tuple[bytes, int]]) -> Iterator[tuple[str, int]]:
+    for block, line in blocks:
         yield decode_utf8(source, block, first_line=line), line
-        line += block.count(b"\n")
 
 
 def _exact_batches(
@@ -287,77 +307,94 @@ def _plain_records(
     carriage = lengths > 0
     carriage[carriage] = raw[ends[carriage] - 1] == ord("\r")
     lengths = lengths - carriage
-    commas = np.flatnonzero(raw == ord(","))
-    fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
-
-    width = header.width
     line_numbers = np.arange(first_line, first_line + len(starts))
     is_record = (lengths > 0) & (line_numbers > 1)
-    good = is_record & (fields == width)
-    bad = is_record & (fields != width)
-    ragged = [
-        RaggedRecord(int(n), int(f)) for n, f in zip(line_numbers[bad], fields[bad], strict=True)
-    ]
-    lines = line_numbers[good]
-    if not len(lines) and not ragged:
+    if not is_record.any():
         return None
 
+    skipped: list[int] = []  # Arrow's calls for ragged lines
+
+    def skip(_row: object) -> str:
+        skipped.append(1)
+        return "skip"
+
+    width = header.width
     names = [f"f{i}" for i in range(width)]
     wanted = [names[header.positions[name]] for name in spec.column_names]
-    table = pa_csv.read_csv(
-        io.BytesIO(body),
-        read_options=pa_csv.ReadOptions(
-            skip_rows=1 if first_line == 1 else 0, column_names=names, block_size=1 << 24
-        ),
-        parse_options=pa_csv.ParseOptions(
-            quote_char=False, invalid_row_handler=lambda _row: "skip"
-        ),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.string()),
-            include_columns=wanted,
-            null_values=[""],
-            strings_can_be_null=True,
-        ),
-    )
-    if table.num_rows != len(lines):  # never expected; the exact parser decides then
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(body),
+            read_options=pa_csv.ReadOptions(
+                skip_rows=1 if first_line == 1 else 0, column_names=names, block_size=1 << 24
+            ),
+            parse_options=pa_csv.ParseOptions(quote_char=False, invalid_row_handler=skip),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                include_columns=wanted,
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid:  # e.g. a line longer than Arrow's block: the exact parser decides
+        table = None
+    ragged: list[RaggedRecord] = []
+    lines = line_numbers[is_record]
+    if skipped:  # which lines are ragged: count their fields on the bytes
+        commas = np.flatnonzero(raw == ord(","))
+        fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+        bad = is_record & (fields != width)
+        ragged = [
+            RaggedRecord(int(n), int(f))
+            for n, f in zip(line_numbers[bad], fields[bad], strict=True)
+        ]
+        lines = line_numbers[is_record & (fields == width)]
+    if table is None or table.num_rows != len(lines):
         text = body.decode("utf-8")
         return next(_exact_batches(source, iter([(text, first_line)]), spec, header, 1 << 62))
     arrays = [table.column(name).combine_chunks() for name in wanted]
-    return _records(spec, header, arrays, lines.tolist(), ragged)
+    return _records(spec, header, arrays, pa.array(lines, pa.int64()), ragged)
 
 
 def _records(
     spec: DatasetSpec,
     header: _Header,
     columns: list[pa.Array] | list[list[str | None]],
-    lines: list[int],
+    lines: pa.Array | list[int],
     ragged: list[RaggedRecord],
 ) -> RawRecords:
-    frame = pd.DataFrame(
-        {
-            name: pd.Series(pa.array(values, pa.string()), dtype=TEXT, copy=False)
-            for name, values in zip(spec.column_names, columns, strict=True)
-        }
+    arrays = [pa.array(values, pa.string()) for values in columns]
+    table = pa.Table.from_arrays(
+        [*arrays, pa.array(lines, pa.int64())], names=[*spec.column_names, LINE]
     )
-    frame[LINE] = pd.array(lines, dtype="int64")
     dropped = [name for name in header.names if name not in spec.column_names]
-    return RawRecords(frame=frame, ragged=ragged, dropped_columns=dropped)
+    return RawRecords(table=table, ragged=ragged, dropped_columns=dropped)
 
 
 def _header_positions(source: str, header: list[str], spec: DatasetSpec) -> dict[str, int]:
+    """Where each named column is. Messages name the contract's columns and positions only:
+    a file without a header row has a record there, and its values may be PII."""
     seen: dict[str, int] = {}
     for position, name in enumerate(header):
         if not name:
             raise BadFileError(source, f"header column {position + 1} has no name", line=1)
         if name in seen:
-            raise BadFileError(source, "the header names this column twice", line=1, column=name)
+            if name in spec.column_names:
+                raise BadFileError(
+                    source, "the header names this column twice", line=1, column=name
+                )
+            raise BadFileError(
+                source,
+                f"header columns {seen[name] + 1} and {position + 1} have the same name",
+                line=1,
+            )
         seen[name] = position
     missing = [name for name in spec.column_names if name not in seen]
     if missing:
         raise BadFileError(
             source,
             f"required column(s) missing from the header: {', '.join(missing)} "
-            f"(found: {', '.join(header)})",
+            f"(the header has {len(header)} column(s), "
+            f"{len(spec.column_names) - len(missing)} of them known)",
             line=1,
         )
     return seen

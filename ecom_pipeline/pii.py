@@ -41,3 +41,10 @@ def hash_columns(key: bytes, table: pa.Table, columns: tuple[str, ...]) -> pa.Ta
             index = table.column_names.index(name)
             table = table.set_column(index, name, hash_array(key, table.column(name)))
     return table
+
+
+def mask(value: str) -> str:
+    """The shape of a value with its content gone: letters become ``x``, digits ``9``, the rest
+    stays (``ann@example.com`` → ``xxx@xxxxxxx.xxx``). For an offending value that may be PII
+    but whose shape says what went wrong."""
+    return "".join("x" if c.isalpha() else "9" if c.isdigit() else c for c in value)

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, BinaryIO, Protocol
 
-import pandas as pd
+import numpy as np
 import pandera.errors
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecom_pipeline import pii
-from ecom_pipeline.contracts import FORMAT_RULES, contract, parse_timestamps
+from ecom_pipeline.contracts import FORMAT_RULES, contract, parsed_name, with_parsed
 from ecom_pipeline.csv_reader import BLOCK_BYTES, LINE, RawRecords, iter_records
 from ecom_pipeline.datasets import (
     INGESTED_AT,
@@ -86,9 +87,11 @@ class ValidatedFile:
         """How many rows broke each ``column: rule`` (for the run report)."""
         if self.quarantine.num_rows == 0:
             return {}
-        frame = self.quarantine.select(["column", "rule"]).to_pandas()
-        labels = frame["column"].fillna("(record)") + ": " + frame["rule"]
-        return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
+        frame = pl.from_arrow(self.quarantine.select(["column", "rule"]))
+        assert isinstance(frame, pl.DataFrame)
+        labels = frame.select(pl.col("column").fill_null("(record)") + ": " + pl.col("rule"))
+        counts = labels.to_series().value_counts().sort("column")
+        return {str(label): int(count) for label, count in counts.iter_rows()}
 
 
 def quarantine_schema(spec: DatasetSpec) -> pa.Schema:
@@ -166,15 +169,19 @@ class FileValidation:
         for records in iter_records(
             self.source, self.stream, self.spec, block_bytes=self.block_bytes
         ):
-            failures = _contract_failures(records.frame, self.spec, self.file_day)
-            self._types.add(records.frame, failures)
-            good = records.frame.drop(index=failures.index.unique())
+            checked = _with_parsed(records.table, self.spec)
+            broken = _broken_rules(checked, self.spec, self.file_day)
+            self._types.add(checked, broken)
             self.rows_read += records.rows_read
             self.dropped_columns = records.dropped_columns
             self._quarantined.append(
-                _quarantine_rows(self.source, records, failures, self.spec, self.pii_key, self.run)
+                _quarantine_rows(self.source, records, broken, self.spec, self.pii_key, self.run)
             )
-            yield _typed_rows(good, self.spec, self.source, self.pii_key, self.run)
+            keep = np.ones(records.table.num_rows, dtype=bool)
+            keep[broken.get_column("row").to_numpy()] = False
+            yield _typed_rows(
+                records.table, checked, keep, self.spec, self.source, self.pii_key, self.run
+            )
         self._types.check()
         self._done = True
 
@@ -204,129 +211,168 @@ class _TypeChangeWatch:
         self.source = source
         self.present = dict.fromkeys(columns, 0)
         self.failed = dict.fromkeys(columns, 0)
-        self.first: dict[str, tuple[int, str, Any]] = {}
+        self.first: dict[str, tuple[int, str]] = {}
 
-    def add(self, frame: pd.DataFrame, failures: pd.DataFrame) -> None:
-        for name in self.present:
-            self.present[name] += int(frame[name].notna().sum())
-        format_failures = failures[failures["rule"].isin(FORMAT_RULES)]
-        for column, group in format_failures.groupby("column"):
-            name = str(column)
-            self.failed[name] += len(group)
+    def add(self, checked: pl.DataFrame, broken: pl.DataFrame) -> None:
+        counts = checked.select(pl.col(name).is_not_null().sum() for name in self.present)
+        for name, count in zip(self.present, counts.row(0), strict=True):
+            self.present[name] += int(count)
+        format_failures = broken.filter(pl.col("rule").is_in(FORMAT_RULES))
+        if format_failures.is_empty():
+            return
+        summary = format_failures.group_by("column", maintain_order=True).agg(
+            pl.len().alias("failed"), pl.col("row").first(), pl.col("rule").first()
+        )
+        lines = checked.get_column(LINE)
+        for name, failed, row, rule in summary.iter_rows():
+            self.failed[name] += failed
             if name not in self.first:
-                line = int(frame.loc[group.index[0], LINE])
-                self.first[name] = (line, str(group["rule"].iloc[0]), group["value"].iloc[0])
+                self.first[name] = (int(lines[row]), rule)
 
     def check(self) -> None:
         for name, failed in self.failed.items():
             present = self.present[name]
             if failed and present >= TYPE_CHANGE_MIN_VALUES and failed == present:
-                line, rule, example = self.first[name]
+                line, rule = self.first[name]
+                # No example value: the file may hold PII, and the message travels far.
                 raise BadFileError(
                     self.source,
-                    f"no value of this column is {rule.removeprefix('is_')} "
-                    f"(e.g. {example!r}): its type changed upstream",
+                    f"none of the column's {present} value(s) is "
+                    f"{rule.removeprefix('is_')}: its type changed upstream",
                     line=line,
                     column=name,
                 )
 
 
-def _contract_failures(frame: pd.DataFrame, spec: DatasetSpec, file_day: date) -> pd.DataFrame:
-    """One row per failing record: its first broken rule in column order, and all of them."""
-    schema = contract(spec.name, file_day)
+def _with_parsed(table: pa.Table, spec: DatasetSpec) -> pl.DataFrame:
+    """The block's text columns and line numbers, with dates, timestamps and integers parsed."""
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return with_parsed(frame, spec)
+
+
+#: The broken rules of a block: one row per (record, rule), records by position in the block.
+_BROKEN_SCHEMA = {
+    "row": pl.Int64,
+    "column": pl.String,
+    "rule": pl.String,
+    "value": pl.String,
+    "position": pl.Int64,
+    "check_number": pl.Int64,
+}
+
+
+def _broken_rules(checked: pl.DataFrame, spec: DatasetSpec, file_day: date) -> pl.DataFrame:
+    """Every rule each record breaks, in record, then column, then check order."""
     try:
-        schema.validate(frame, lazy=True)
+        contract(spec.name, file_day).validate(checked, lazy=True)
     except pandera.errors.SchemaErrors as exc:
         cases = exc.failure_cases
     else:
-        return pd.DataFrame(columns=["column", "rule", "value", "errors"])
-    cases = cases[cases["index"].notna()].copy()
-    cases["index"] = cases["index"].astype("int64")
-    order = {name: position for position, name in enumerate(spec.column_names)}
-    cases["column_order"] = cases["column"].map(order)
-    cases["rule"] = cases["check"].astype(str).str.replace("not_nullable", "required")
-    cases = cases.sort_values(["index", "column_order", "check_number"], na_position="first")
-    labels = cases["column"].astype(str) + ": " + cases["rule"]
-    summary = labels.groupby(cases["index"]).agg("; ".join)
-    first = cases.drop_duplicates("index").set_index("index")
-    result = pd.DataFrame(
-        {
-            "column": first["column"].astype(str),
-            "rule": first["rule"],
-            "value": first["failure_case"],
-            "errors": summary,
-        }
-    )
-    result.index.name = None
-    return result
+        return pl.DataFrame(schema=_BROKEN_SCHEMA)
+    if cases.get_column("index").null_count():  # a check that could not run: a defect of ours
+        checks = cases.filter(pl.col("index").is_null()).get_column("check").to_list()
+        raise RuntimeError(f"the {spec.name} contract could not be evaluated: {checks}")
+    positions = {name: position for position, name in enumerate(spec.column_names)}
+    return cases.select(
+        pl.col("index").cast(pl.Int64).alias("row"),
+        pl.col("column").cast(pl.String),
+        pl.col("check").cast(pl.String).replace("not_nullable", "required").alias("rule"),
+        pl.col("failure_case").cast(pl.String).alias("value"),
+        pl.col("column")
+        .cast(pl.String)
+        .replace_strict(positions, return_dtype=pl.Int64)
+        .alias("position"),
+        # the null check has no number and comes first
+        pl.col("check_number").cast(pl.Int64).fill_null(-1),
+    ).sort("row", "position", "check_number")
 
 
 def _typed_rows(
-    frame: pd.DataFrame, spec: DatasetSpec, source: str, pii_key: bytes, run: RunContext
+    table: pa.Table,
+    checked: pl.DataFrame,
+    keep: np.ndarray,
+    spec: DatasetSpec,
+    source: str,
+    pii_key: bytes,
+    run: RunContext,
 ) -> pa.Table:
-    arrays = []
+    """The valid records typed: text that passed its contract, so every conversion succeeds."""
+    if not keep.all():
+        table = table.filter(pa.array(keep))
+        checked = checked.filter(pl.Series(keep))
+    arrays: list[pa.Array | pa.ChunkedArray] = []
     for column in spec.columns:
-        values = frame[column.name]
-        arrays.append(_typed_array(values, column.kind, column.arrow_type))
-    table = pa.Table.from_arrays(arrays, schema=spec.arrow_schema())
-    table = pii.hash_columns(pii_key, table, spec.pii_columns)
-    count = table.num_rows
+        if column.kind == "string":
+            arrays.append(table.column(column.name))
+        elif column.kind == "decimal":  # exact from the text, never through float
+            arrays.append(pc.cast(table.column(column.name), column.arrow_type))
+        else:
+            parsed = checked.get_column(parsed_name(column.name)).to_arrow()
+            arrays.append(pc.cast(parsed, column.arrow_type))
+    typed = pa.Table.from_arrays(arrays, schema=spec.arrow_schema())
+    typed = pii.hash_columns(pii_key, typed, spec.pii_columns)
+    count = typed.num_rows
     return (
-        table.append_column(SOURCE_FILE, pa.array([source] * count, pa.string()))
-        .append_column(SOURCE_LINE, pa.array(frame[LINE].to_numpy(), pa.int64()))
-        .append_column(INGESTED_AT, pa.array([run.ingested_at] * count, TIMESTAMP_TYPE))
-        .append_column(RUN_ID, pa.array([run.run_id] * count, pa.string()))
+        typed.append_column(SOURCE_FILE, pa.repeat(pa.scalar(source, pa.string()), count))
+        .append_column(SOURCE_LINE, table.column(LINE))
+        .append_column(INGESTED_AT, pa.repeat(pa.scalar(run.ingested_at, TIMESTAMP_TYPE), count))
+        .append_column(RUN_ID, pa.repeat(pa.scalar(run.run_id, pa.string()), count))
     )
-
-
-def _typed_array(values: pd.Series, kind: str, arrow_type: pa.DataType) -> pa.Array:
-    """Convert text that passed its contract (so every conversion succeeds)."""
-    text = pa.array(values, pa.string())  # Arrow-backed already: no copy per value
-    if kind == "string":
-        return text
-    if kind == "date":
-        return pc.cast(pc.strptime(text, format="%Y-%m-%d", unit="s"), arrow_type)
-    if kind == "timestamp":  # ISO-8601 with or without an offset: pandas parses every form
-        return pa.array(parse_timestamps(values), arrow_type)
-    # integers and decimals: exact from the text, never through float
-    return text.cast(arrow_type)
 
 
 def _quarantine_rows(
     source: str,
     records: RawRecords,
-    failures: pd.DataFrame,
+    broken: pl.DataFrame,
     spec: DatasetSpec,
     pii_key: bytes,
     run: RunContext,
 ) -> pa.Table:
-    schema = quarantine_schema(spec)
-    bad = records.frame.loc[failures.index]
+    """One row per failing or ragged record: its first broken rule and all of them.
+
+    In a dataset with PII, no value leaves in clear: PII columns are hashed and their offending
+    value masked; an offending value of another column (an e-mail in ``signup_date``) is shown
+    by its shape only, and every cell that broke a rule is hashed.
+    """
+    first = broken.group_by("row", maintain_order=True).agg(
+        pl.col("column").first(),
+        pl.col("rule").first(),
+        pl.col("value").first(),
+        (pl.col("column") + ": " + pl.col("rule")).str.join("; ").alias("errors"),
+    )
+    bad = records.table.take(pa.array(first.get_column("row").to_numpy()))
     pii_columns = set(spec.pii_columns)
-    masked_values = [
-        None if pd.isna(value) else pii.MASK if column in pii_columns else str(value)
-        for column, value in zip(failures["column"], failures["value"], strict=True)
-    ]
-    count = len(bad) + len(records.ragged)
+    columns = first.get_column("column").to_list()
+    values: list[str | None] = first.get_column("value").to_list()
+    if pii_columns:
+        values = [
+            None if value is None else pii.MASK if column in pii_columns else pii.mask(value)
+            for column, value in zip(columns, values, strict=True)
+        ]
+    cells = {name: bad.column(name).to_pylist() for name in spec.column_names}
+    if pii_columns:
+        where = {row: position for position, row in enumerate(first.get_column("row"))}
+        for row, name in broken.select("row", "column").iter_rows():
+            value = cells[name][where[row]]
+            if name not in pii_columns and value is not None:
+                cells[name][where[row]] = pii.hash_value(pii_key, value)
+    ragged = records.ragged
+    width = len(spec.column_names) + len(records.dropped_columns)
+    count = bad.num_rows + len(ragged)
     rows: dict[str, list[Any]] = {
         SOURCE_FILE: [source] * count,
-        SOURCE_LINE: [int(v) for v in bad[LINE]] + [r.line for r in records.ragged],
-        "column": list(failures["column"]) + [None] * len(records.ragged),
-        "rule": list(failures["rule"]) + ["field_count"] * len(records.ragged),
-        "value": masked_values + [None] * len(records.ragged),
-        "errors": list(failures["errors"])
-        + [
-            f"expected {len(records.frame.columns) - 1 + len(records.dropped_columns)} fields, "
-            f"found {r.fields}"
-            for r in records.ragged
-        ],
+        SOURCE_LINE: bad.column(LINE).to_pylist() + [r.line for r in ragged],
+        "column": columns + [None] * len(ragged),
+        "rule": first.get_column("rule").to_list() + ["field_count"] * len(ragged),
+        "value": values + [None] * len(ragged),
+        "errors": first.get_column("errors").to_list()
+        + [f"expected {width} fields, found {r.fields}" for r in ragged],
+        RUN_ID: [run.run_id] * count,
+        INGESTED_AT: [run.ingested_at] * count,
     }
-    rows[RUN_ID] = [run.run_id] * count
-    rows[INGESTED_AT] = [run.ingested_at] * count
     for name in spec.column_names:
         # Ragged records cannot be mapped to columns: the bronze file and line point to them.
-        rows[name] = list(bad[name].to_numpy(dtype=object, na_value=None)) + [None] * len(
-            records.ragged
-        )
-    table = pa.Table.from_pydict(rows, schema=schema)
+        rows[name] = cells[name] + [None] * len(ragged)
+    table = pa.Table.from_pydict(rows, schema=quarantine_schema(spec))
     return pii.hash_columns(pii_key, table, spec.pii_columns).sort_by(SOURCE_LINE)
