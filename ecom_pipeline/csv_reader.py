@@ -311,6 +311,8 @@ def _plain_records(
     is_record = (lengths > 0) & (line_numbers > 1)
     if not is_record.any():
         return None
+    if lengths.max() > MAX_FIELD_BYTES:  # the exact parser's field limit decides, as for quotes
+        return _exact_block(source, body, spec, header, first_line)
 
     skipped: list[int] = []  # Arrow's calls for ragged lines
 
@@ -349,10 +351,16 @@ def _plain_records(
         ]
         lines = line_numbers[is_record & (fields == width)]
     if table is None or table.num_rows != len(lines):
-        text = body.decode("utf-8")
-        return next(_exact_batches(source, iter([(text, first_line)]), spec, header, 1 << 62))
+        return _exact_block(source, body, spec, header, first_line)
     arrays = [table.column(name).combine_chunks() for name in wanted]
     return _records(spec, header, arrays, pa.array(lines, pa.int64()), ragged)
+
+
+def _exact_block(
+    source: str, body: bytes, spec: DatasetSpec, header: _Header, first_line: int
+) -> RawRecords:
+    text = body.decode("utf-8")
+    return next(_exact_batches(source, iter([(text, first_line)]), spec, header, 1 << 62))
 
 
 def _records(

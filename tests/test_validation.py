@@ -121,6 +121,34 @@ CASES = [
         file_error="unreadable CSV",
     ),
     Case(
+        "header-larger-than-the-read-block",  # issue 16: 2 million columns, one line
+        lines(",".join(f"c{i}" for i in range(2_000_000)), ORDER),
+        file_error="header too long",
+        error_line=1,
+    ),
+    Case(
+        "one-line-without-end-larger-than-any-header",
+        b"x" * (1 << 20),
+        file_error="header too long",
+        error_line=1,
+    ),
+    Case(
+        "unquoted-field-over-the-field-limit",  # a quoted one failed the file, this one not
+        lines(
+            ORDERS_HEADER,
+            ORDER,
+            "O2,C1,2026-11-20,placed," + "9" * (2 << 20) + ",2026-11-20T10:00:00Z",
+            ORDER,
+        ),
+        file_error="unreadable CSV",
+    ),
+    Case(
+        "file-without-header-row",
+        lines(ORDER, ORDER.replace("O1", "O2")),
+        file_error="required column(s) missing from the header",
+        error_line=1,
+    ),
+    Case(
         "nul-byte",
         lines(ORDERS_HEADER, "O1,C1\x00,2026-11-20,placed,1.00,2026-11-20T10:00:00Z"),
         file_error="NUL byte",
@@ -202,6 +230,64 @@ CASES = [
         lines(ORDERS_HEADER, ORDER, "O2,C1,2026-11-21,placed,1.00,2026-11-20T10:00:00Z"),
         valid=1,
         quarantined=[(3, "order_date", "not_in_future")],
+    ),
+    Case(
+        "order-date-year-zero",  # issue 16: silver failed on it, every run
+        lines(ORDERS_HEADER, ORDER, "O2,C1,0000-01-01,placed,1.00,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(3, "order_date", "not_too_old")],
+    ),
+    Case(
+        "order-date-year-9999",
+        lines(ORDERS_HEADER, ORDER, "O2,C1,9999-12-31,placed,1.00,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(3, "order_date", "not_in_future")],
+    ),
+    Case(
+        "order-date-feb-29-of-1900-not-a-leap-year",
+        lines(ORDERS_HEADER, ORDER, "O2,C1,1900-02-29,placed,1.00,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(3, "order_date", "is_date")],
+    ),
+    Case(
+        "order-date-in-unicode-digits",
+        lines(
+            ORDERS_HEADER,
+            ORDER,
+            "O2,C1,\uff12\uff10\uff12\uff16-\uff11\uff11-\uff12\uff10,placed,1.00,"
+            "2026-11-20T10:00:00Z",
+            "O3,C1,\u0662\u0660\u0662\u0666-\u0661\u0661-\u0662\u0660,placed,1.00,"
+            "2026-11-20T10:00:00Z",
+        ),
+        valid=1,
+        quarantined=[(3, "order_date", "is_date"), (4, "order_date", "is_date")],
+    ),
+    Case(
+        "amount-in-unicode-digits",  # passed `\d`, then broke the decimal cast
+        lines(ORDERS_HEADER, ORDER, "O2,C1,2026-11-20,placed,\uff11\uff10.50,2026-11-20T10:00:00Z"),
+        valid=1,
+        quarantined=[(3, "total_amount", "is_decimal")],
+    ),
+    Case(
+        "timestamp-year-zero-and-leap-second",
+        lines(
+            ORDERS_HEADER,
+            ORDER,
+            "O2,C1,2026-11-20,placed,1.00,0000-01-01T00:00:00Z",
+            "O3,C1,2026-11-20,placed,1.00,2026-11-20T10:00:60Z",
+            "O4,C1,2026-11-20,placed,1.00,2026-11-20T10:00:00+99:00",
+        ),
+        valid=1,
+        quarantined=[
+            (3, "updated_at", "not_too_old"),
+            (4, "updated_at", "is_timestamp"),
+            (5, "updated_at", "is_timestamp"),
+        ],
+    ),
+    Case(
+        "timestamp-with-nanoseconds-is-truncated-to-microseconds",
+        lines(ORDERS_HEADER, "O1,C1,2026-11-20,placed,1.00,2026-11-20T10:00:00.123456789Z"),
+        valid=1,
     ),
     Case(
         "bad-timestamp",
@@ -425,3 +511,128 @@ def test_a_type_change_is_seen_across_blocks_and_fails_the_file() -> None:
     with pytest.raises(BadFileError, match="type changed upstream") as caught:
         validate_in_blocks(data, Dataset.ORDERS, block_bytes=200)
     assert (caught.value.line, caught.value.column) == (2, "total_amount")
+
+
+GOOD_ROWS = {
+    Dataset.ORDERS: (ORDERS_HEADER, ORDER),
+    Dataset.CUSTOMERS: (CUSTOMERS_HEADER, CUSTOMER),
+    Dataset.PAYMENTS: (PAYMENTS_HEADER, PAYMENT),
+    Dataset.EMPLOYEES: (EMPLOYEES_HEADER, EMPLOYEE),
+}
+#: (value, rule) for any date column; a timestamp column gets the same day at 10:00Z.
+BAD_DAYS = [
+    ("0000-01-01", "not_too_old"),
+    ("1899-12-31", "not_too_old"),
+    ("9999-12-31", "not_in_future"),
+    ("1900-02-29", "is_date"),
+    ("2026-02-30", "is_date"),
+    ("\uff12\uff10\uff12\uff16-\uff11\uff11-\uff12\uff10", "is_date"),  # fullwidth digits
+    ("\u0662\u0660\u0662\u0666-\u0661\u0661-\u0662\u0660", "is_date"),  # Arabic-Indic digits
+]
+DATE_COLUMNS = [
+    (dataset, column.name, column.kind)
+    for dataset, spec in SPECS.items()
+    for column in spec.columns
+    if column.kind in ("date", "timestamp")
+]
+
+
+@pytest.mark.parametrize(("dataset", "column", "kind"), DATE_COLUMNS)
+def test_every_date_and_timestamp_column_takes_only_plausible_calendar_days(
+    dataset: Dataset, column: str, kind: str
+) -> None:
+    """Issue 16: a date that passes the contract must not poison silver (year 0 and the like)."""
+    header, good = GOOD_ROWS[dataset]
+    position = header.split(",").index(column)
+    rows = []
+    for value, _rule in BAD_DAYS:
+        fields = good.split(",")
+        fields[position] = value if kind == "date" else f"{value}T10:00:00Z"
+        rows.append(",".join(fields))
+    result = run_case(Case("dates", lines(header, good, *rows), dataset=dataset))
+    got = [(q["_source_line"], q["column"], q["rule"]) for q in result.quarantine.to_pylist()]
+    expected = [
+        (line, column, "is_timestamp" if kind == "timestamp" and rule == "is_date" else rule)
+        for line, (_value, rule) in enumerate(BAD_DAYS, start=3)
+    ]
+    assert got == expected
+    assert result.valid.num_rows == 1
+
+
+def test_timestamps_may_reach_the_end_of_the_day_after_the_file_day_only() -> None:
+    data = lines(
+        ORDERS_HEADER,
+        "O1,C1,2026-11-20,placed,1.00,2026-11-21T23:59:59.999999Z",
+        "O2,C1,2026-11-20,placed,1.00,2026-11-22T00:00:00Z",
+        "O3,C1,2026-11-20,placed,1.00,2026-11-22T01:00:00+02:00",  # 23:00 UTC the day before
+    )
+    result = run_case(Case("late", data))
+    assert [(q["_source_line"], q["rule"]) for q in result.quarantine.to_pylist()] == [
+        (3, "not_in_future")
+    ]
+
+
+def test_sub_microsecond_fractions_are_truncated() -> None:
+    data = lines(ORDERS_HEADER, "O1,C1,2026-11-20,placed,1.00,2026-11-20T10:00:00.1234569Z")
+    row = run_case(Case("ns", data)).valid.to_pylist()[0]
+    assert row["updated_at"] == datetime(2026, 11, 20, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_a_customers_file_without_header_row_names_no_value_in_its_error() -> None:
+    """Issue 17: the "header" of such a file is a customer; its name and e-mail stay out."""
+    data = lines(CUSTOMER, CUSTOMER.replace("C1", "C2"))
+    with pytest.raises(BadFileError) as caught:
+        run_case(Case("no-header", data, dataset=Dataset.CUSTOMERS))
+    message = str(caught.value)
+    for clear in ("Ann", "Lee", "ann.lee@example.com", "C1", "2026-11-01"):
+        assert clear not in message
+    assert "customer_id" in message  # the contract's columns are named
+
+
+def test_a_repeated_unknown_header_name_is_reported_by_position_only() -> None:
+    data = lines(CUSTOMERS_HEADER + ",Ann,Ann", CUSTOMER + ",x,y")
+    with pytest.raises(BadFileError, match="header columns 8 and 9") as caught:
+        run_case(Case("dup", data, dataset=Dataset.CUSTOMERS))
+    assert "Ann" not in str(caught.value)
+
+
+def test_a_type_change_message_quotes_no_value() -> None:
+    data = lines(
+        EMPLOYEES_HEADER,
+        "Eve,Park,30,Sales,Rep,2020-01-01,EUR50000",
+        "Al,Bo,40,Sales,Rep,2020-01-01,EUR60000",
+    )
+    with pytest.raises(BadFileError, match="type changed upstream") as caught:
+        run_case(Case("retyped", data, dataset=Dataset.EMPLOYEES))
+    assert (caught.value.line, caught.value.column) == (2, "salary")
+    assert "EUR" not in str(caught.value) and "Eve" not in str(caught.value)
+
+
+def test_pii_in_a_non_pii_column_leaves_validate_masked_and_hashed_only() -> None:
+    """Issue 17: an e-mail shifted into ``signup_date`` must not land in clear in quarantine."""
+    data = lines(
+        CUSTOMERS_HEADER,
+        CUSTOMER,
+        "C2,Bob,Ray,EU,bob.ray@example.com,bob.ray@example.com,2026-11-20T01:00:00Z",
+    )
+    result = run_case(Case("shifted", data, dataset=Dataset.CUSTOMERS))
+    bad = result.quarantine.to_pylist()[0]
+    assert (bad["column"], bad["rule"]) == ("email", "is_email")
+    assert bad["value"] == MASK
+    assert bad["errors"] == "email: is_email; customer_region: one_of; signup_date: is_date"
+    assert bad["signup_date"] == hash_value(KEY, "bob.ray@example.com")
+    assert bad["customer_region"] == hash_value(KEY, "bob.ray@example.com")
+    text = repr(result.quarantine.to_pylist())
+    assert "bob.ray" not in text and "Bob" not in text
+
+
+def test_a_non_pii_column_value_of_a_pii_dataset_is_quarantined_by_its_shape() -> None:
+    data = lines(CUSTOMERS_HEADER, "C2,Bob,Ray,bob@example.com,EU,bob@example.com,2026-11-20Z")
+    bad = run_case(Case("shape", data, dataset=Dataset.CUSTOMERS)).quarantine.to_pylist()[0]
+    assert (bad["column"], bad["value"]) == ("signup_date", "xxx@xxxxxxx.xxx")
+
+
+def test_orders_keep_offending_values_in_clear_they_hold_no_pii() -> None:
+    data = lines(ORDERS_HEADER, "O2,C1,2026-11-20,lost,1.00,2026-11-20T10:00:00Z")
+    bad = run_case(Case("clear", data)).quarantine.to_pylist()[0]
+    assert (bad["value"], bad["order_status"]) == ("lost", "lost")
