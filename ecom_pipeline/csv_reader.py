@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from ecom_pipeline.datasets import DatasetSpec
@@ -33,6 +34,8 @@ MAX_LINE_BYTES = 16 << 20
 _BOM = "\ufeff"
 #: Files are read in blocks of about this size, cut at line ends (a block is one batch of rows).
 BLOCK_BYTES = 32 << 20
+#: Arrow parses a block in pieces of this size, in parallel (small pieces stay in cache).
+ARROW_BLOCK_BYTES = 1 << 20
 #: Records per batch on the exact (csv module) path.
 EXACT_BATCH_ROWS = 250_000
 
@@ -62,6 +65,19 @@ class RawRecords:
     @property
     def rows_read(self) -> int:
         return self.table.num_rows + len(self.ragged)
+
+
+def check_text(source: str, data: bytes, *, first_line: int = 1) -> None:
+    """Fail the file if a block of it is not UTF-8 text without NUL (see `decode_utf8`).
+
+    Plain ASCII, the usual case, is checked without decoding."""
+    if data.isascii() and data:
+        nul = data.find(b"\x00")
+        if nul >= 0:
+            line = data.count(b"\n", 0, nul) + first_line
+            raise BadFileError(source, "contains a NUL byte (binary or UTF-16 content?)", line=line)
+        return
+    decode_utf8(source, data, first_line=first_line)
 
 
 def decode_utf8(source: str, data: bytes, *, first_line: int = 1) -> str:
@@ -128,14 +144,15 @@ def iter_records(
     blocks = _line_blocks(source, stream, block_bytes)
     header: _Header | None = None
     records = 0
-    for block, line in blocks:  # line: the file line number of the block's first line
-        text = decode_utf8(source, block, first_line=line)
+    for block, line, ends in blocks:  # line: the file line number of the block's first line
+        check_text(source, block, first_line=line)
         if line == 1:
-            if not text or text.isspace():  # a first block of blank lines: no header at all
-                raise BadFileError(source, "the file holds only blank lines")
             block = block.removeprefix(_BOM.encode())
+            if not block or block.isspace():  # only blank lines: no header at all
+                raise BadFileError(source, "the file holds only blank lines")
             _check_header_length(source, block)
         if b'"' in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")):
+            text = block.decode("utf-8")  # checked above
             exact = _exact_batches(
                 source, itertools.chain([(text, line)], _decoded(source, blocks)), spec, header
             )
@@ -145,7 +162,7 @@ def iter_records(
             break
         if header is None:
             header = _plain_header(source, block, spec)
-        plain = _plain_records(source, block, spec, header, line)
+        plain = _plain_records(source, block, spec, header, line, ends)
         if plain is not None:
             records += plain.rows_read
             yield plain
@@ -175,9 +192,11 @@ def _check_header_length(source: str, block: bytes) -> None:
         )
 
 
-def _line_blocks(source: str, stream: BinaryIO, block_bytes: int) -> Iterator[tuple[bytes, int]]:
+def _line_blocks(
+    source: str, stream: BinaryIO, block_bytes: int
+) -> Iterator[tuple[bytes, int, int]]:
     """The stream in blocks that end at a line end (the last one where the stream ends), each
-    with the file line number of its first line.
+    with the file line number of its first line and its count of line ends.
 
     A line longer than `MAX_LINE_BYTES` fails the file, so memory stays bounded."""
     carry = b""
@@ -187,7 +206,7 @@ def _line_blocks(source: str, stream: BinaryIO, block_bytes: int) -> Iterator[tu
         chunk = stream.read(block_bytes)
         if not chunk:
             if carry or first:
-                yield carry, lines + 1
+                yield carry, lines + 1, carry.count(b"\n")
             return
         first = False
         data = carry + chunk
@@ -204,12 +223,13 @@ def _line_blocks(source: str, stream: BinaryIO, block_bytes: int) -> Iterator[tu
             carry = data
             continue
         carry = data[cut:]
-        yield data[:cut], lines + 1
-        lines += data.count(b"\n", 0, cut)
+        ends = data.count(b"\n", 0, cut)
+        yield data[:cut], lines + 1, ends
+        lines += ends
 
 
-def _decoded(source: str, blocks: Iterator[tuple[bytes, int]]) -> Iterator[tuple[str, int]]:
-    for block, line in blocks:
+def _decoded(source: str, blocks: Iterator[tuple[bytes, int, int]]) -> Iterator[tuple[str, int]]:
+    for block, line, _ends in blocks:
         yield decode_utf8(source, block, first_line=line), line
 
 
@@ -292,13 +312,71 @@ def _plain_header(source: str, body: bytes, spec: DatasetSpec) -> _Header:
 
 
 def _plain_records(
-    source: str, body: bytes, spec: DatasetSpec, header: _Header, first_line: int
+    source: str,
+    body: bytes,
+    spec: DatasetSpec,
+    header: _Header,
+    first_line: int,
+    line_ends: int | None = None,
 ) -> RawRecords | None:
-    """One record per line: line numbers and field counts come from the bytes, values from
-    Arrow's parser (ragged lines are skipped by both alike). ``first_line`` is the file line
-    of the block's first line; the header line (line 1) is not a record."""
+    """One record per line: values from Arrow's parser, line numbers from the bytes (ragged
+    lines are skipped by both alike). ``first_line`` is the file line of the block's first
+    line; the header line (line 1) is not a record. ``line_ends``: the block's count of
+    line ends, when the caller knows it."""
+    if line_ends is None:
+        line_ends = body.count(b"\n")
     if not body:
         return None
+    skipped: list[int] = []  # Arrow's calls for ragged lines
+
+    def skip(_row: object) -> str:
+        skipped.append(1)
+        return "skip"
+
+    names = [f"f{i}" for i in range(header.width)]
+    wanted = [names[header.positions[name]] for name in spec.column_names]
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(body),
+            read_options=pa_csv.ReadOptions(
+                skip_rows=1 if first_line == 1 else 0,
+                column_names=names,
+                block_size=ARROW_BLOCK_BYTES,
+            ),
+            parse_options=pa_csv.ParseOptions(quote_char=False, invalid_row_handler=skip),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                # every column when there are extras: their fields' length counts too
+                include_columns=wanted if header.width == len(wanted) else names,
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid:  # never expected; the exact parser decides then
+        return _exact_block(source, body, spec, header, first_line)
+    longest = max((pc.max(pc.binary_length(column)).as_py() or 0) for column in table.columns)
+    if longest > MAX_FIELD_BYTES:  # the exact parser's field limit decides, as for quotes
+        return _exact_block(source, body, spec, header, first_line)
+    count = line_ends + (not body.endswith(b"\n"))  # lines in the block
+    first_record = max(first_line, 2)
+    if not skipped and table.num_rows == first_line + count - first_record:
+        # Arrow made a row of every line but the header: no blank and no ragged lines
+        lines, ragged = np.arange(first_record, first_line + count), []
+    else:
+        lines, ragged = _line_numbers(body, first_line, header.width)
+    if table.num_rows != len(lines):  # never expected; the exact parser decides then
+        return _exact_block(source, body, spec, header, first_line)
+    if not len(lines) and not ragged:
+        return None
+    arrays = [table.column(name).combine_chunks() for name in wanted]
+    return _records(spec, header, arrays, pa.array(lines, pa.int64()), ragged)
+
+
+def _line_numbers(
+    body: bytes, first_line: int, width: int
+) -> tuple[np.ndarray, list[RaggedRecord]]:
+    """File line numbers of the block's well-formed records, and its ragged records, from the
+    bytes: a line is a record unless it is empty; its fields are its commas plus one."""
     raw = np.frombuffer(body, dtype=np.uint8)
     newlines = np.flatnonzero(raw == ord("\n"))
     ends = newlines if body.endswith(b"\n") else np.append(newlines, len(body))
@@ -309,51 +387,13 @@ def _plain_records(
     lengths = lengths - carriage
     line_numbers = np.arange(first_line, first_line + len(starts))
     is_record = (lengths > 0) & (line_numbers > 1)
-    if not is_record.any():
-        return None
-    if lengths.max() > MAX_FIELD_BYTES:  # the exact parser's field limit decides, as for quotes
-        return _exact_block(source, body, spec, header, first_line)
-
-    skipped: list[int] = []  # Arrow's calls for ragged lines
-
-    def skip(_row: object) -> str:
-        skipped.append(1)
-        return "skip"
-
-    width = header.width
-    names = [f"f{i}" for i in range(width)]
-    wanted = [names[header.positions[name]] for name in spec.column_names]
-    try:
-        table = pa_csv.read_csv(
-            io.BytesIO(body),
-            read_options=pa_csv.ReadOptions(
-                skip_rows=1 if first_line == 1 else 0, column_names=names, block_size=1 << 24
-            ),
-            parse_options=pa_csv.ParseOptions(quote_char=False, invalid_row_handler=skip),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()),
-                include_columns=wanted,
-                null_values=[""],
-                strings_can_be_null=True,
-            ),
-        )
-    except pa.ArrowInvalid:  # e.g. a line longer than Arrow's block: the exact parser decides
-        table = None
-    ragged: list[RaggedRecord] = []
-    lines = line_numbers[is_record]
-    if skipped:  # which lines are ragged: count their fields on the bytes
-        commas = np.flatnonzero(raw == ord(","))
-        fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
-        bad = is_record & (fields != width)
-        ragged = [
-            RaggedRecord(int(n), int(f))
-            for n, f in zip(line_numbers[bad], fields[bad], strict=True)
-        ]
-        lines = line_numbers[is_record & (fields == width)]
-    if table is None or table.num_rows != len(lines):
-        return _exact_block(source, body, spec, header, first_line)
-    arrays = [table.column(name).combine_chunks() for name in wanted]
-    return _records(spec, header, arrays, pa.array(lines, pa.int64()), ragged)
+    commas = np.flatnonzero(raw == ord(","))
+    fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
+    bad = is_record & (fields != width)
+    ragged = [
+        RaggedRecord(int(n), int(f)) for n, f in zip(line_numbers[bad], fields[bad], strict=True)
+    ]
+    return line_numbers[is_record & (fields == width)], ragged
 
 
 def _exact_block(
@@ -370,10 +410,12 @@ def _records(
     lines: pa.Array | list[int],
     ragged: list[RaggedRecord],
 ) -> RawRecords:
-    arrays = [pa.array(values, pa.string()) for values in columns]
-    table = pa.Table.from_arrays(
-        [*arrays, pa.array(lines, pa.int64())], names=[*spec.column_names, LINE]
-    )
+    arrays = [
+        values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+        for values in columns
+    ]
+    numbers = lines if isinstance(lines, pa.Array) else pa.array(lines, pa.int64())
+    table = pa.Table.from_arrays([*arrays, numbers], names=[*spec.column_names, LINE])
     dropped = [name for name in header.names if name not in spec.column_names]
     return RawRecords(table=table, ragged=ragged, dropped_columns=dropped)
 
