@@ -306,7 +306,8 @@ def _read_unquoted(source: str, body: bytes, spec: DatasetSpec) -> RawRecords:
 
 
 def _plain_header(source: str, body: bytes, spec: DatasetSpec) -> _Header:
-    first = body.split(b"\n", 1)[0].removesuffix(b"\r")
+    end = body.find(b"\n")
+    first = (body if end < 0 else body[:end]).removesuffix(b"\r")
     names = [name.strip() for name in first.decode().split(",")]
     return _Header(names, _header_positions(source, names, spec))
 
