@@ -360,9 +360,10 @@ def _plain_records(
         return _exact_block(source, body, spec, header, first_line)
     count = line_ends + (not body.endswith(b"\n"))  # lines in the block
     first_record = max(first_line, 2)
+    ragged: list[RaggedRecord] = []
     if not skipped and table.num_rows == first_line + count - first_record:
         # Arrow made a row of every line but the header: no blank and no ragged lines
-        lines, ragged = np.arange(first_record, first_line + count), []
+        lines = np.arange(first_record, first_line + count)
     else:
         lines, ragged = _line_numbers(body, first_line, header.width)
     if table.num_rows != len(lines):  # never expected; the exact parser decides then

@@ -319,7 +319,7 @@ def _typed_rows(
     run: RunContext,
 ) -> pa.Table:
     """The valid records typed: text that passed its contract, so every conversion succeeds."""
-    texts = [c.name for c in spec.columns if c.kind in ("string", "decimal")]
+    texts = [c.name for c in spec.columns if c.kind == "string"]
     table = table.select([*texts, LINE])
     checked = checked.select(parsed_name(c.name) for c in spec.columns if c.name not in texts)
     if not keep.all():  # only the columns used are filtered
@@ -329,11 +329,12 @@ def _typed_rows(
     for column in spec.columns:
         if column.kind == "string":
             arrays.append(table.column(column.name))
-        elif column.kind == "decimal":  # exact from the text, never through float
-            arrays.append(pc.cast(table.column(column.name), column.arrow_type))
-        else:
-            parsed = checked.get_column(parsed_name(column.name)).to_arrow()
-            arrays.append(pc.cast(parsed, column.arrow_type))
+            continue
+        parsed = checked.get_column(parsed_name(column.name))
+        if column.kind == "decimal":  # exact from the text, never through float
+            kind = column.arrow_type
+            parsed = parsed.cast(pl.Decimal(kind.precision, kind.scale))
+        arrays.append(pc.cast(parsed.to_arrow(), column.arrow_type))
     typed = pa.Table.from_arrays(arrays, schema=spec.arrow_schema())
     typed = pii.hash_columns(pii_key, typed, spec.pii_columns)
     count = typed.num_rows
