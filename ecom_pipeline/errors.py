@@ -28,7 +28,7 @@ class BadFileError(PipelineError):
         self.reason = reason
         self.line = line
         self.column = column
-        where = source
+        where = printable(source)  # a newline in a file name must not forge a log line
         if line is not None:
             where += f", line {line}"
         if column is not None:
@@ -54,3 +54,13 @@ class RunFailedError(PipelineError):
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
         super().__init__("; ".join(reasons))
+
+
+def printable(name: str) -> str:
+    """A file name or key made safe for one log line: control characters (a newline would
+    forge a log line), backslashes and non-printable characters are escaped, the rest kept.
+    """
+    return "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
+        for c in name
+    )
