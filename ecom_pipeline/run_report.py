@@ -228,15 +228,16 @@ def run_failures(report: RunReport, threshold_for: Callable[[str], float]) -> li
         threshold_for: the quarantined share above which a dataset fails.
     """
     failures = [
-        f.error or f"{f.source}: rejected"
+        f.error or f"{printable(f.source)}: rejected"
         for dataset in report.datasets.values()
         for f in dataset.files
         if f.status == "failed"
     ]
     for f in report.unbalanced_files():
         failures.append(
-            f"{f.source}: rows do not balance: read {f.rows_read} != written {f.rows_written} "
-            f"+ quarantined {f.rows_quarantined} + superseded {f.rows_superseded}"
+            f"{printable(f.source)}: rows do not balance: read {f.rows_read} "
+            f"!= written {f.rows_written} + quarantined {f.rows_quarantined} "
+            f"+ superseded {f.rows_superseded}"
         )
     for name, dataset in sorted(report.datasets.items()):
         share, threshold = dataset.quarantined_share, threshold_for(name)

@@ -4,6 +4,7 @@ Run against a local folder and moto's S3 API alike."""
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import date
 from pathlib import Path
@@ -169,3 +170,46 @@ def test_parquet_reads_only_the_asked_columns_on_both_lakes(lake: Lake) -> None:
     assert lake.read_parquet(["processed/t/part.parquet"], columns=["a"]) == table.select(["a"])
     both = lake.read_parquet(["processed/t/part.parquet", "processed/t/part.parquet"])
     assert both.num_rows == 2000 and both.column_names == ["a", "b"]
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_the_ingest_task_accounts_for_strays_and_escapes_names_in_its_log(
+    pipeline_env: Path,
+) -> None:
+    from ecom_pipeline.config import load_settings
+    from ecom_pipeline.datasets import Dataset
+    from ecom_pipeline.resources import build_resources
+    from tasks.ingest import ingest_raw_files
+
+    resources = build_resources(load_settings())
+    lake = resources.lake
+    put_raw(lake, f"raw/orders/{DT}/orders.csv", CSV)
+    forged = f"raw/orders/{DT}/x\n12:00:00.000 | ERROR   | forged line.txt"
+    put_raw(lake, forged, b"")
+    put_raw(lake, f"raw/payments/{DT}/_SUCCESS", b"")
+    os.symlink(pipeline_env / "elsewhere.csv", lake.path / f"raw/orders/{DT}/link.csv")  # type: ignore[attr-defined]
+
+    records: list[logging.LogRecord] = []
+    collect = logging.Handler(logging.INFO)
+    collect.emit = records.append  # type: ignore[method-assign]
+    task_log = logging.getLogger("prefect.task_runs")
+    task_log.addHandler(collect)
+    try:
+        inputs = ingest_raw_files(resources, DAY, [Dataset.ORDERS], False, "run-1")
+    finally:
+        task_log.removeHandler(collect)
+
+    assert [item.key for item in inputs.files[Dataset.ORDERS]] == [f"raw/orders/{DT}/orders.csv"]
+    assert [(a.source, a.status) for a in inputs.skipped] == [(forged, "ignored")]  # not payments
+    [rejected] = inputs.rejected
+    assert rejected.source == f"raw/orders/{DT}/link.csv" and rejected.status == "failed"
+    assert (
+        rejected.error
+        == f"raw/orders/{DT}/link.csv: a symbolic link: the lake does not follow links"
+    )
+    messages = [record.getMessage() for record in records]
+    assert not any("\n12:00:00.000" in m for m in messages)
+    assert any("x\\n12:00:00.000 | ERROR   | forged line.txt" in m for m in messages), messages
+    # a reason record for the link, pointing back to its key, without any copy of its target
+    record = lake.read_json(f"quarantine/orders/{DT}/files/link.csv.reason.json")
+    assert record["source"] == f"raw/orders/{DT}/link.csv" and record["copy"] is None
