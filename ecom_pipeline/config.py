@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,7 @@ from ecom_pipeline.errors import ConfigurationError
 LOCAL_KEY_FILE = ".ecom-pii-key"
 MIN_KEY_LENGTH = 16
 MIN_KEY_DISTINCT_CHARACTERS = 8
+_SNS_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 _IDENTIFIER_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
@@ -83,6 +85,25 @@ class Settings(BaseSettings):
         if value.startswith("s3://"):
             check_s3_root(value)
         return value.rstrip("/") or "/"
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _endpoint_is_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+            raise ValueError(f"must be http(s)://host[:port], got {value!r}")
+        return value
+
+    @field_validator("sns_topic_arn")
+    @classmethod
+    def _topic_is_an_sns_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _SNS_ARN.fullmatch(value):
+            raise ValueError(
+                f"must be an SNS topic ARN (arn:aws:sns:region:account:name), got {value!r}"
+            )
+        return value
 
     @field_validator("warehouse_url")
     @classmethod

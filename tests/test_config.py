@@ -152,3 +152,28 @@ def test_an_unreadable_key_file_is_a_configuration_error() -> None:
     Path(LOCAL_KEY_FILE).write_bytes(b"\xff\xfe not utf-8 0123456789")
     with pytest.raises(ConfigurationError, match=f"{LOCAL_KEY_FILE}: cannot be read"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ECOM_AWS_ENDPOINT_URL", "localhost:9000"),
+        ("ECOM_AWS_ENDPOINT_URL", "ftp://minio:9000"),
+        ("ECOM_AWS_ENDPOINT_URL", "http://minio:9000/bucket"),
+        ("ECOM_SNS_TOPIC_ARN", "ecom-alerts"),
+        ("ECOM_SNS_TOPIC_ARN", "arn:aws:sqs:us-east-1:123456789012:queue"),
+    ],
+)
+def test_endpoint_and_topic_are_checked_at_start(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings()
+
+
+def test_good_endpoint_and_topic_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECOM_AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    monkeypatch.setenv("ECOM_SNS_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:ecom-alerts")
+    settings = load_settings()
+    assert settings.aws_endpoint_url == "http://127.0.0.1:9000" and settings.sns_topic_arn
