@@ -135,13 +135,15 @@ def classify(item: LakeObject, day: date) -> str | Unread | None:
         )
     if at != 1:
         return unread(f"not directly under raw/{{dataset}}/{marker}/", rejected=False)
+    if item.link:
+        return unread("a symbolic link: the lake does not follow links", rejected=True)
+    if not name:
+        return unread(f"an object named like the {marker} folder, not a file in it", rejected=False)
     if len(name) > 1:
         return unread(
             f"in a sub-folder of {marker}/ (only files directly under it are read)",
             rejected=False,
         )
-    if item.link:
-        return unread("a symbolic link: the lake does not follow links", rejected=True)
     if name[0].startswith(TEMPORARY_NAME_PREFIX):
         return unread("a temporary name (an upload still in progress?)", rejected=False)
     if not name[0].lower().endswith(".csv"):

@@ -79,6 +79,7 @@ def test_s3_folder_markers_and_dot_dot_keys_do_not_stop_the_day(
     put_raw(lake, f"raw/orders/{DT}/..", CSV)
     put_raw(lake, f"raw/../{DT}/x.csv", CSV)
     put_raw(lake, f"raw/payments/{DT}//double.csv", CSV)
+    put_raw(lake, f"raw/customers/{DT}", CSV)  # an object, not a folder, named like the day
 
     listing = ingest.discover(lake, DAY)
 
@@ -86,6 +87,10 @@ def test_s3_folder_markers_and_dot_dot_keys_do_not_stop_the_day(
     found = verdicts(listing)
     assert found[f"raw/orders/{DT}/"] == (
         "a folder marker (an empty object named like the folder)",
+        False,
+    )
+    assert found[f"raw/customers/{DT}"] == (
+        f"an object named like the {DT} folder, not a file in it",
         False,
     )
     for key in (f"raw/orders/{DT}/..", f"raw/../{DT}/x.csv", f"raw/payments/{DT}//double.csv"):
