@@ -142,13 +142,18 @@ class Settings(BaseSettings):
             source = "ECOM_PII_HASH_KEY"
         if self.pii_hash_key is not None:
             check_pii_key(self.pii_hash_key.get_secret_value(), source)
-        if self.warehouse_url.get_secret_value().startswith("redshift") and not (
-            self.redshift_iam_role
-        ):
-            raise ValueError(
-                "ECOM_REDSHIFT_IAM_ROLE: a Redshift warehouse needs the IAM role ARN that COPY "
-                "assumes to read the gold files from S3"
-            )
+        if self.warehouse_url.get_secret_value().startswith("redshift"):
+            from ecom_pipeline.adapters.warehouse_sql import check_iam_role
+
+            if not self.redshift_iam_role:
+                raise ValueError(
+                    "ECOM_REDSHIFT_IAM_ROLE: a Redshift warehouse needs the IAM role ARN that "
+                    "COPY assumes to read the gold files from S3"
+                )
+            try:
+                check_iam_role(self.redshift_iam_role)
+            except ValueError as exc:
+                raise ValueError(f"ECOM_REDSHIFT_IAM_ROLE: {exc}") from None
         return self
 
     @field_validator("quarantine_thresholds")

@@ -124,6 +124,9 @@ def test_redshift_needs_its_iam_role_at_start(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("ECOM_WAREHOUSE_URL", "redshift+redshift_connector://u@cluster:5439/dev")
     with pytest.raises(ConfigurationError, match="ECOM_REDSHIFT_IAM_ROLE"):
         load_settings()
+    monkeypatch.setenv("ECOM_REDSHIFT_IAM_ROLE", "arn:aws:iam::1:role/x' --")
+    with pytest.raises(ConfigurationError, match="ECOM_REDSHIFT_IAM_ROLE: invalid Redshift IAM"):
+        load_settings()
     monkeypatch.setenv("ECOM_REDSHIFT_IAM_ROLE", "arn:aws:iam::123456789012:role/copy")
     assert load_settings().redshift_iam_role
 
