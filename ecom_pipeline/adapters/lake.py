@@ -2,7 +2,10 @@
 
 Every key is relative to the lake root (``raw/orders/dt=2026-11-21/orders.csv``). The base class
 holds everything that is not a storage primitive (Parquet, JSON, key checks), so the local folder
-and S3 behave identically; subclasses only implement five byte-level operations.
+and S3 behave identically; subclasses only implement five byte-level operations (and
+`Lake.open_random_access` where the store can read ranges: S3 reads go through Arrow's S3
+filesystem, so Parquet fetches only the column chunks it needs and raw CSV is streamed).
+A local lake lists symbolic links as objects and never follows one out of its root.
 
 Two primitives carry the silver commit protocol (see ``ecom_pipeline.silver_store``):
 ``write_bytes`` replaces an object whole or not at all, and ``put_if_absent`` creates an object
