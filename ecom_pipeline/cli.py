@@ -1,11 +1,14 @@
 """``ecom-pipeline``: the local way in (SPEC §8).
 
-Each command exits 0 on success and non-zero with a one-paragraph reason on failure.
+Each command exits 0 on success and non-zero with a one-paragraph reason on failure: the
+configuration is checked before anything runs or is written, and whatever goes wrong later ends
+in one paragraph on stderr, never a traceback (the Prefect log keeps those).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import sys
@@ -14,12 +17,15 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from ecom_pipeline.config import LOCAL_KEY_FILE, load_settings
+from ecom_pipeline.config import LOCAL_KEY_FILE, Settings, load_settings
 from ecom_pipeline.datasets import Dataset
-from ecom_pipeline.errors import PipelineError
+from ecom_pipeline.errors import PipelineError, printable
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+#: An unexpected error's own message is cut to this length in the one-paragraph reason.
+UNEXPECTED_MESSAGE_CHARS = 300
 
 
 def _quiet_prefect_defaults() -> None:
@@ -115,6 +121,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _check_run_settings()
+    _console_logs_without_tracebacks()
     from flows.daily import ALL_DATASETS, daily
 
     report = daily(
@@ -125,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    _check_run_settings()
+    _console_logs_without_tracebacks()
     from flows.backfill import backfill
     from flows.daily import ALL_DATASETS
 
@@ -140,6 +150,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
+    load_settings()
+    _console_logs_without_tracebacks()
     from flows.retention import retention
 
     summary = retention()
@@ -183,14 +195,79 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _check_run_settings() -> Settings:
+    """Everything a run needs from configuration, checked before Prefect starts a flow run."""
+    settings = load_settings()
+    settings.require_pii_key()
+    return settings
+
+
+class _WithoutTraceback(logging.Formatter):
+    """Formats a record as ``inner`` does, minus its traceback (kept by the API log handler)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _console_logs_without_tracebacks() -> None:
+    """Prefect logs a task's or flow's failure with its traceback on the console; the CLI shows
+    the log lines and its own closing paragraph, and leaves tracebacks to the Prefect UI/API."""
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler.formatter, _WithoutTraceback
+        ):
+            handler.setFormatter(_WithoutTraceback(handler.formatter))
+
+
+def _quiet_console() -> None:
+    """Only warnings and errors reach the console from now on: the closing paragraph stays the
+    last thing said, not Prefect's "stopping temporary server" at exit."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(max(handler.level, logging.WARNING))
+
+
+def failure_paragraph(command: str, exc: BaseException) -> str:
+    """One paragraph saying why ``command`` failed: our own errors verbatim (they name file,
+    line and column, never raw content), anything else by type and a short, escaped message."""
+    if isinstance(exc, PipelineError):
+        reason = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        where = f" ({printable(str(exc.filename))})" if exc.filename else ""
+        reason = f"{type(exc).__name__}: {exc.strerror}{where}"
+    else:
+        message = str(exc)
+        if len(message) > UNEXPECTED_MESSAGE_CHARS:
+            message = message[:UNEXPECTED_MESSAGE_CHARS] + "…"
+        reason = f"unexpected {type(exc).__name__}: {message}" if message else type(exc).__name__
+    return " ".join(f"ecom-pipeline {command} failed: {printable(reason)}".split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_prefect_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except PipelineError as exc:
-        print(f"ecom-pipeline {args.command} failed: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        _quiet_console()
+        print(f"ecom-pipeline {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the CLI's promise: one paragraph, never a traceback
+        _quiet_console()
+        print(failure_paragraph(args.command, exc), file=sys.stderr)
         return EXIT_FAILED
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import re
+from typing import Any
+
 
 class PipelineError(Exception):
     """Base class: a failure the pipeline explains itself (the CLI prints it without a trace)."""
@@ -28,7 +32,7 @@ class BadFileError(PipelineError):
         self.reason = reason
         self.line = line
         self.column = column
-        where = source
+        where = printable(source)  # a newline in a file name must not forge a log line
         if line is not None:
             where += f", line {line}"
         if column is not None:
@@ -54,3 +58,91 @@ class RunFailedError(PipelineError):
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
         super().__init__("; ".join(reasons))
+
+
+def printable(name: str) -> str:
+    """A file name or key made safe for one log line: control characters (a newline would
+    forge a log line), backslashes and non-printable characters are escaped, the rest kept.
+    """
+    return "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
+        for c in name
+    )
+
+
+#: Throttling and server-side failures of AWS APIs: the same call succeeds later.
+TRANSIENT_AWS_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+    }
+)
+#: How Arrow's S3 client words a network failure, throttling or a server error.
+_ARROW_TRANSIENT = re.compile(
+    r"AWS Error (NETWORK_CONNECTION|THROTTLING|SLOW_DOWN|SERVICE_UNAVAILABLE|INTERNAL_FAILURE)"
+    r"|HTTP status (5\d\d|429)"
+)
+#: Socket errors that are not `ConnectionError` subclasses but mean the network, not the input.
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN}
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True only for failures that retrying can cure: the network (refused, reset, timed out,
+    unreachable, DNS "try again"), AWS throttling and 5xx answers (boto3 or Arrow's S3), and a
+    lost or unavailable database connection. Everything else is deterministic: bad input
+    (`PipelineError`), a full disk, a permission, a parse error, a bug — retrying repeats it.
+
+    The exception's causes are followed: a wrapper raised ``from`` a connection error is
+    transient too.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PipelineError):
+            return False
+        if _transient_itself(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _transient_itself(exc: BaseException) -> bool:
+    import socket
+
+    from botocore.exceptions import ClientError, ResponseStreamingError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from sqlalchemy.exc import DisconnectionError, OperationalError
+
+    if isinstance(exc, socket.gaierror):  # a name that does not resolve stays unresolved
+        return exc.errno == socket.EAI_AGAIN
+    if isinstance(exc, ClientError):
+        response: dict[str, Any] = dict(exc.response)
+        code = response.get("Error", {}).get("Code", "")
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return code in TRANSIENT_AWS_CODES or status >= 500 or status == 429
+    transient_types = (
+        ConnectionError,
+        TimeoutError,
+        BotoConnectionError,
+        ResponseStreamingError,
+        OperationalError,
+        DisconnectionError,
+    )
+    if isinstance(exc, transient_types):
+        return True
+    return isinstance(exc, OSError) and (
+        exc.errno in _TRANSIENT_ERRNOS or _ARROW_TRANSIENT.search(str(exc)) is not None
+    )

@@ -9,15 +9,18 @@ its reason beside it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from ecom_pipeline.adapters.lake import Lake
+from ecom_pipeline.adapters.lake import Lake, LakeKeyError, LakeObject, check_key
 from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.errors import BadFileError
 
 RAW_PREFIX = "raw/"
 #: Pseudo-dataset under which files of unknown dataset folders are quarantined.
 UNKNOWN_DATASET = "_unknown"
+#: Names upstream tools give files still being written; never read as deliveries.
+TEMPORARY_NAME_PREFIX = ".tmp-"
 
 
 @dataclass(frozen=True)
@@ -50,16 +53,111 @@ def day_folder(dataset: str, day: date) -> str:
     return f"{RAW_PREFIX}{dataset}/dt={day.isoformat()}/"
 
 
-def discover(lake: Lake, day: date) -> dict[str, list[str]]:
-    """Keys of every file delivered for ``day``, by dataset folder (known or not)."""
-    marker = f"/dt={day.isoformat()}/"
-    found: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class Unread:
+    """An object under a day's folder that is not read as a delivery, and why.
+
+    Attributes:
+        dataset: the dataset the manifest lists it under (its folder, or ``_unknown``).
+        key: its key, as listed (it may be one the lake refuses to open).
+        size: its size in bytes, as listed.
+        reason: why it is not read, for people.
+        rejected: True for a bad file (the run fails, naming it); False for an object that is
+            no delivery at all (a folder marker, ``_SUCCESS``…), listed as ignored.
+    """
+
+    dataset: str
+    key: str
+    size: int
+    reason: str
+    rejected: bool
+
+
+@dataclass
+class DayListing:
+    """Everything under ``raw/*/dt=D/``: the files to read, by folder, and the rest with why."""
+
+    files: dict[str, list[str]] = field(default_factory=dict)
+    unread: list[Unread] = field(default_factory=list)
+
+
+def discover(lake: Lake, day: date) -> DayListing:
+    """Sort every object delivered for ``day`` into files to read and objects not read.
+
+    SPEC §2: a delivery is ``raw/{dataset}/dt=D/*.csv``. Every other object under a day's
+    folder is accounted for (see `classify`), so nothing is skipped without a word and one
+    stray object cannot stop the day.
+    """
+    listing = DayListing()
     for item in lake.list(RAW_PREFIX):
-        rest = item.key[len(RAW_PREFIX) :]
-        dataset, _, tail = rest.partition("/")
-        if f"/{tail}".startswith(marker) and tail.count("/") == 1:
-            found.setdefault(dataset, []).append(item.key)
-    return {name: sorted(keys) for name, keys in sorted(found.items())}
+        verdict = classify(item, day)
+        if verdict is None:
+            continue
+        if isinstance(verdict, Unread):
+            listing.unread.append(verdict)
+        else:
+            listing.files.setdefault(verdict, []).append(item.key)
+    listing.files = {name: sorted(keys) for name, keys in sorted(listing.files.items())}
+    return listing
+
+
+def classify(item: LakeObject, day: date) -> str | Unread | None:
+    """What to do with one object under ``raw/``: None when it belongs to no folder of ``day``,
+    its dataset folder when it is a file to read, else why it is not read."""
+    parts = item.key[len(RAW_PREFIX) :].split("/")
+    marker = f"dt={day.isoformat()}"
+    if not item.key.startswith(RAW_PREFIX):
+        return None
+    if item.link and len(parts) == 1:  # a linked dataset folder hides every day behind it
+        folder = parts[0] if is_plain_key(parts[0]) else UNKNOWN_DATASET
+        return Unread(
+            folder, item.key, item.size, "a symbolic link: the lake does not follow links", True
+        )
+    if marker not in parts:
+        return None
+    at = parts.index(marker)
+    folder = parts[0] if at == 1 else ""
+    dataset = folder if folder and is_plain_key(folder) else UNKNOWN_DATASET
+    name = parts[at + 1 :]
+
+    def unread(reason: str, *, rejected: bool) -> Unread:
+        return Unread(dataset, item.key, item.size, reason, rejected)
+
+    if at == 1 and name == [""] and item.size == 0:
+        return unread("a folder marker (an empty object named like the folder)", rejected=False)
+    try:
+        check_key(item.key)
+    except LakeKeyError:
+        return unread(
+            "invalid object key (an empty, '.' or '..' segment, a backslash or NUL): "
+            "left in bronze, not read",
+            rejected=True,
+        )
+    if at != 1:
+        return unread(f"not directly under raw/{{dataset}}/{marker}/", rejected=False)
+    if item.link:
+        return unread("a symbolic link: the lake does not follow links", rejected=True)
+    if not name:
+        return unread(f"an object named like the {marker} folder, not a file in it", rejected=False)
+    if len(name) > 1:
+        return unread(
+            f"in a sub-folder of {marker}/ (only files directly under it are read)",
+            rejected=False,
+        )
+    if name[0].startswith(TEMPORARY_NAME_PREFIX):
+        return unread("a temporary name (an upload still in progress?)", rejected=False)
+    if not name[0].lower().endswith(".csv"):
+        return unread("not a .csv file (deliveries are raw/{dataset}/dt=D/*.csv)", rejected=False)
+    return folder
+
+
+def is_plain_key(key: str) -> bool:
+    """True if the lake accepts ``key`` (see `check_key`)."""
+    try:
+        check_key(key)
+    except LakeKeyError:
+        return False
+    return True
 
 
 #: Raw files are read in blocks of this size (checksums, and the CSV reader's blocks).
@@ -67,13 +165,23 @@ READ_BLOCK_BYTES = 16 << 20
 
 
 def read_input(lake: Lake, dataset: str, key: str, day: date) -> RawInput:
-    """Checksum one delivered file, streaming it."""
+    """Checksum one delivered file, streaming it.
+
+    Raises:
+        BadFileError: the lake refuses the key (a link out of the local lake's root) or the
+            file cannot be read (permissions). The message names the key only.
+    """
     digest = hashlib.sha256()
     size = 0
-    with lake.open_binary(key) as stream:
-        while block := stream.read(READ_BLOCK_BYTES):
-            digest.update(block)
-            size += len(block)
+    try:
+        with lake.open_binary(key) as stream:
+            while block := stream.read(READ_BLOCK_BYTES):
+                digest.update(block)
+                size += len(block)
+    except LakeKeyError as exc:
+        raise BadFileError(key, exc.reason) from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise BadFileError(key, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
     return RawInput(dataset, key, day, digest.hexdigest(), size)
 
 
@@ -113,18 +221,21 @@ def record_ingested(
 
 
 # -- whole-file quarantine ----------------------------------------------------------------
-def quarantine_whole_file(lake: Lake, item: RawInput, reason: str, run_id: str) -> str:
+def quarantine_whole_file(
+    lake: Lake, item: RawInput, reason: str, run_id: str, *, readable: bool = True
+) -> str:
     """Quarantine a rejected file with its reason; returns the key of the reason record.
 
     The file itself is copied beside the reason only when its dataset holds no PII: clear-text
     names never leave bronze, so for customers, employees and unknown folders the record points
-    back to the bronze key (kept 30 days) instead.
+    back to the bronze key (kept 30 days) instead. A file the lake refused to read
+    (``readable=False``) is never copied either.
     """
     known = is_known_dataset(item.dataset)
     dataset = item.dataset if known else UNKNOWN_DATASET
     name = item.name if known else f"{item.dataset}-{item.name}"
     copy_key = f"quarantine/{dataset}/dt={item.day.isoformat()}/files/{name}"
-    copied = known and not SPECS[Dataset(item.dataset)].pii_columns
+    copied = readable and known and not SPECS[Dataset(item.dataset)].pii_columns
     if copied:
         lake.write_bytes(copy_key, lake.read_bytes(item.key))
     record_key = f"{copy_key}.reason.json"

@@ -13,13 +13,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from ecom_pipeline.errors import printable
+
 if TYPE_CHECKING:
     from ecom_pipeline.adapters.warehouse import LoadResult
     from ecom_pipeline.gold_build import GoldMonth
     from ecom_pipeline.silver import SilverOutcome
     from ecom_pipeline.validation import ValidatedFile
 
-FileStatus = Literal["processed", "skipped", "failed"]
+#: processed; skipped (already ingested); ignored (no delivery, see ``reason``); failed.
+FileStatus = Literal["processed", "skipped", "ignored", "failed"]
+#: The manifest lists at most this many dropped column names per file, each cut to this length:
+#: a header of a million made-up columns must not make a million-entry manifest.
+DROPPED_COLUMNS_LISTED = 20
+DROPPED_COLUMN_NAME_CHARS = 64
 
 
 @dataclass
@@ -37,6 +44,7 @@ class FileAccount:
     rows_superseded: int = 0
     error: str | None = None
     dropped_columns: list[str] = field(default_factory=list)
+    reason: str | None = None
 
     @property
     def balanced(self) -> bool:
@@ -107,6 +115,8 @@ class RunReport:
     ) -> None:
         """Add one dataset's validation and silver outcome to the report."""
         report = self.dataset(dataset)
+        for account in accounts:
+            account.dropped_columns = capped_columns(account.dropped_columns)
         report.files += accounts
         report.partitions_touched = silver.touched
         report.partitions_written = silver.rewritten
@@ -116,8 +126,8 @@ class RunReport:
                 report.quarantine_reasons[reason] = report.quarantine_reasons.get(reason, 0) + count
             if item.dropped_columns:
                 report.warnings.append(
-                    f"{item.source}: schema drift, unknown column(s) dropped: "
-                    + ", ".join(item.dropped_columns)
+                    f"{printable(item.source)}: schema drift, unknown column(s) dropped: "
+                    + ", ".join(capped_columns(item.dropped_columns))
                 )
 
     def record_gold(self, months: list[GoldMonth], loads: list[LoadResult]) -> None:
@@ -166,7 +176,7 @@ class RunReport:
             )
             lines.append(
                 f"| {name} | {len(processed)} "
-                f"(+{len(report.files) - len(processed)} skipped/failed) "
+                f"(+{len(report.files) - len(processed)} not processed) "
                 f"| {report.total('rows_read')} | {report.total('rows_written')} "
                 f"| {report.total('rows_quarantined')} | {report.total('rows_superseded')} "
                 f"| {len(report.partitions_written)} | {seconds:.2f} |"
@@ -194,6 +204,22 @@ class RunReport:
         return "\n".join(lines) + "\n"
 
 
+def capped_columns(names: list[str]) -> list[str]:
+    """Column names for a manifest or a message: at most `DROPPED_COLUMNS_LISTED`, each cut
+    to `DROPPED_COLUMN_NAME_CHARS` characters and escaped, with a count of the rest."""
+    listed = [
+        printable(
+            name
+            if len(name) <= DROPPED_COLUMN_NAME_CHARS
+            else name[:DROPPED_COLUMN_NAME_CHARS] + "…"
+        )
+        for name in names[:DROPPED_COLUMNS_LISTED]
+    ]
+    if len(names) > DROPPED_COLUMNS_LISTED:
+        listed.append(f"… and {len(names) - DROPPED_COLUMNS_LISTED} more")
+    return listed
+
+
 def run_failures(report: RunReport, threshold_for: Callable[[str], float]) -> list[str]:
     """Every reason the run must end failed, each naming the file or dataset concerned.
 
@@ -202,15 +228,16 @@ def run_failures(report: RunReport, threshold_for: Callable[[str], float]) -> li
         threshold_for: the quarantined share above which a dataset fails.
     """
     failures = [
-        f.error or f"{f.source}: rejected"
+        f.error or f"{printable(f.source)}: rejected"
         for dataset in report.datasets.values()
         for f in dataset.files
         if f.status == "failed"
     ]
     for f in report.unbalanced_files():
         failures.append(
-            f"{f.source}: rows do not balance: read {f.rows_read} != written {f.rows_written} "
-            f"+ quarantined {f.rows_quarantined} + superseded {f.rows_superseded}"
+            f"{printable(f.source)}: rows do not balance: read {f.rows_read} "
+            f"!= written {f.rows_written} + quarantined {f.rows_quarantined} "
+            f"+ superseded {f.rows_superseded}"
         )
     for name, dataset in sorted(report.datasets.items()):
         share, threshold = dataset.quarantined_share, threshold_for(name)

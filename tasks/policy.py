@@ -13,11 +13,12 @@ from prefect import Task, runtime, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
+from prefect.task_engine import TaskRunTimeoutError
 from prefect.tasks import exponential_backoff
 
 from ecom_pipeline.adapters.notifier import Alert
 from ecom_pipeline.config import load_settings
-from ecom_pipeline.errors import PipelineError
+from ecom_pipeline.errors import is_transient
 from ecom_pipeline.resources import build_resources
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,15 @@ TASK_TIMEOUT = timedelta(hours=3)
 
 
 def retry_unless_deterministic(task: Task[..., Any], task_run: TaskRun, state: State) -> bool:
-    """Retry I/O failures; never retry a `PipelineError` (bad data fails the same way again)."""
+    """Retry only transient failures (`is_transient`: network, throttling, 5xx, a lost database
+    connection). Bad data, a full disk, a parse error or a bug fail the same way again, and a
+    task that ran into its own timeout would hang again: neither is retried."""
     try:
         state.result()
-    except PipelineError:
+    except TaskRunTimeoutError:
         return False
-    except Exception:
-        return True
+    except Exception as exc:
+        return is_transient(exc)
     return False
 
 
@@ -94,8 +97,8 @@ def with_sla(function: Callable[P, R]) -> Callable[P, R]:
 
 
 def pipeline_task(name: str, **overrides: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
-    """``@task`` with the pipeline's policy: 3 retries with exponential backoff and jitter (not
-    for `PipelineError`), an SLA watchdog, a timeout, and no input caching (inputs are large
+    """``@task`` with the pipeline's policy: 3 retries with exponential backoff and jitter (only
+    for transient failures), an SLA watchdog, a timeout, and no input caching (inputs are large
     tables and live adapters)."""
     options: dict[str, Any] = {
         "name": name,

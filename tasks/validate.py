@@ -8,9 +8,9 @@ from prefect import get_run_logger
 
 from ecom_pipeline import ingest
 from ecom_pipeline.datasets import SPECS, Dataset, validated_schema
-from ecom_pipeline.errors import BadFileError
+from ecom_pipeline.errors import BadFileError, printable
 from ecom_pipeline.resources import Resources
-from ecom_pipeline.run_report import FileAccount
+from ecom_pipeline.run_report import FileAccount, capped_columns
 from ecom_pipeline.staging import Staging
 from ecom_pipeline.validation import FileValidation, RunContext, ValidatedFile
 from tasks.policy import pipeline_task
@@ -66,11 +66,13 @@ def validate_dataset(
             continue
         if validated.dropped_columns:
             logger.warning(
-                "%s: unknown column(s) dropped: %s", item.key, ", ".join(validated.dropped_columns)
+                "%s: unknown column(s) dropped: %s",
+                printable(item.key),
+                ", ".join(capped_columns(validated.dropped_columns)),
             )
         logger.info(
             "%s: %d row(s), %d valid, %d quarantined",
-            item.key,
+            printable(item.key),
             validated.rows_read,
             validated.valid.num_rows,
             validated.quarantine.num_rows,

@@ -12,7 +12,7 @@ import builtins
 import os
 import signal
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ecom_pipeline.adapters.lake import Lake, LakeObject
 
@@ -39,6 +39,9 @@ class KillAfterWrites(Lake):
 
     def open_binary(self, key: str) -> BinaryIO:
         return self.inner.open_binary(key)
+
+    def open_random_access(self, key: str) -> Any:
+        return self.inner.open_random_access(key)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.inner.write_bytes(key, data)

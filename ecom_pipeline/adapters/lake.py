@@ -2,7 +2,10 @@
 
 Every key is relative to the lake root (``raw/orders/dt=2026-11-21/orders.csv``). The base class
 holds everything that is not a storage primitive (Parquet, JSON, key checks), so the local folder
-and S3 behave identically; subclasses only implement five byte-level operations.
+and S3 behave identically; subclasses only implement five byte-level operations (and
+`Lake.open_random_access` where the store can read ranges: S3 reads go through Arrow's S3
+filesystem, so Parquet fetches only the column chunks it needs and raw CSV is streamed).
+A local lake lists symbolic links as objects and never follows one out of its root.
 
 Two primitives carry the silver commit protocol (see ``ecom_pipeline.silver_store``):
 ``write_bytes`` replaces an object whole or not at all, and ``put_if_absent`` creates an object
@@ -15,6 +18,7 @@ import builtins
 import io
 import json
 import os
+import stat
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
@@ -22,37 +26,54 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
+from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ecom_pipeline.errors import ConfigurationError, PipelineError
+from ecom_pipeline.errors import ConfigurationError, PipelineError, printable
 
 #: Silver and gold files: zstd, and row groups large enough for analytics.
 PARQUET_COMPRESSION = "zstd"
 PARQUET_ROW_GROUP_SIZE = 256 * 1024
 _FOLDER_RACE_RETRIES = 50
+#: A local write stages its bytes under this name first; listings never show such files.
+_STAGING_PREFIX = ".ecom-lake-write-"
+_STAGING_SUFFIX = ".part"
 
 
 @dataclass(frozen=True)
 class LakeObject:
+    """One listed object. ``link``: a symbolic link in a local lake (to a file or a folder),
+    listed so that nothing under a folder goes unseen, never followed out of the root."""
+
     key: str
     size: int
     modified: datetime
+    link: bool = False
 
 
 class LakeKeyError(PipelineError):
-    """A key that would leave the lake root or is not a plain relative path."""
+    """A key that would leave the lake root or is not a plain relative path.
+
+    ``reason`` says what is wrong without the key; the message names the key, escaped.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"lake key {printable(key)!r}: {reason}")
 
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape the root: absolute, empty segments, ``.`` or ``..``."""
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise LakeKeyError(f"invalid lake key {key!r}: must be a relative path without '..'")
+        raise LakeKeyError(key, "invalid: must be a relative path without empty, '.' or '..' parts")
     if "\\" in key or "\x00" in key:
-        raise LakeKeyError(f"invalid lake key {key!r}: backslash or NUL")
+        raise LakeKeyError(key, "invalid: backslash or NUL")
     return key
 
 
@@ -106,11 +127,19 @@ class Lake(ABC):
     def write_json(self, key: str, document: Any) -> None:
         self.write_bytes(key, json_bytes(document))
 
+    def open_random_access(self, key: str) -> Any:
+        """The object as a seekable file, for formats read in ranges (Parquet reads only the
+        column chunks it needs); FileNotFoundError if there is none. The caller closes it."""
+        return io.BytesIO(self.read_bytes(key))
+
     def read_parquet(
         self, keys: Iterable[str], columns: builtins.list[str] | None = None
     ) -> pa.Table:
         """Concatenate these Parquet objects (schemas must agree; at least one key)."""
-        tables = [pq.read_table(io.BytesIO(self.read_bytes(key)), columns=columns) for key in keys]
+        tables = []
+        for key in keys:
+            with self.open_random_access(key) as source:
+                tables.append(pq.read_table(source, columns=columns))
         if not tables:
             raise ValueError("read_parquet needs at least one key")
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
@@ -140,13 +169,22 @@ class LocalLake(Lake):
         self.path = Path(root).resolve()
         self.root = str(self.path)
 
-    def _path(self, key: str) -> Path:
-        return self.path / check_key(key)
+    def _path(self, key: str, *, follow_last: bool = True) -> Path:
+        """The key's path, refused if it resolves out of the root: a link under the lake
+        (to a file or a folder) must not make the pipeline read or write elsewhere."""
+        path = self.path / check_key(key)
+        real = Path(os.path.realpath(path if follow_last else path.parent))
+        if real != self.path and self.path not in real.parents:
+            raise LakeKeyError(key, "a link that leads out of the lake root: not followed")
+        return path
 
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
     def open_binary(self, key: str) -> BinaryIO:
+        return self._path(key).open("rb")
+
+    def open_random_access(self, key: str) -> Any:
         return self._path(key).open("rb")
 
     def _stage(self, target: Path, data: bytes) -> Path:
@@ -155,7 +193,9 @@ class LocalLake(Lake):
         for attempt in range(_FOLDER_RACE_RETRIES):
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+                fd, tmp = tempfile.mkstemp(
+                    dir=target.parent, prefix=_STAGING_PREFIX, suffix=_STAGING_SUFFIX
+                )
                 break
             except (FileNotFoundError, FileExistsError):
                 if attempt == _FOLDER_RACE_RETRIES - 1:
@@ -189,22 +229,29 @@ class LocalLake(Lake):
         if not folder.is_dir():
             return []
         found = []
-        for dirpath, _dirs, files in os.walk(folder):
-            for name in files:
-                if name.startswith(".tmp-"):
-                    continue
+        # Links are listed, not entered (followlinks=False): a linked folder shows as one object.
+        for dirpath, dirs, files in os.walk(folder):
+            linked = [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]
+            for name in files + linked:
+                if name.startswith(_STAGING_PREFIX) and name.endswith(_STAGING_SUFFIX):
+                    continue  # a write in progress: on S3 it would not be visible either
                 full = Path(dirpath) / name
                 key = full.relative_to(base).as_posix()
                 if key.startswith(prefix):
-                    stat = full.stat()
+                    info = full.lstat()
                     found.append(
-                        LakeObject(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
+                        LakeObject(
+                            key,
+                            info.st_size,
+                            datetime.fromtimestamp(info.st_mtime, UTC),
+                            link=stat.S_ISLNK(info.st_mode),
+                        )
                     )
         return sorted(found, key=lambda o: o.key)
 
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
-            path = self._path(key)
+            path = self._path(key, follow_last=False)  # a link is removed, not followed
             path.unlink(missing_ok=True)
             # Folders are not objects: drop the ones left empty, as S3 would show none.
             for folder in path.parents:
@@ -239,9 +286,25 @@ class S3Lake(Lake):
         self.endpoint_url = endpoint_url
         self.region = region
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+        self._arrow: pafs.S3FileSystem | None = None
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
+
+    def _arrow_fs(self) -> pafs.S3FileSystem:
+        """Arrow's S3 client: streams and ranged reads, so large objects are never fetched
+        whole (credentials from the standard AWS chain, as boto3's)."""
+        if self._arrow is None:
+            options: dict[str, Any] = {"region": self.region}
+            if self.endpoint_url:
+                endpoint = urlsplit(self.endpoint_url)
+                options["endpoint_override"] = endpoint.netloc
+                options["scheme"] = endpoint.scheme or "https"
+            self._arrow = pafs.S3FileSystem(**options)
+        return self._arrow
+
+    def _arrow_path(self, key: str) -> str:
+        return f"{self.bucket}/{self._key(key)}"
 
     def read_bytes(self, key: str) -> bytes:
         try:
@@ -252,11 +315,16 @@ class S3Lake(Lake):
 
     def open_binary(self, key: str) -> BinaryIO:
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except self.client.exceptions.NoSuchKey:
+            stream = self._arrow_fs().open_input_stream(self._arrow_path(key))
+        except FileNotFoundError:
             raise FileNotFoundError(self.uri(key)) from None
-        body: BinaryIO = response["Body"]  # botocore's StreamingBody: read(n) and close()
-        return body
+        return cast(BinaryIO, stream)  # an Arrow NativeFile: read(n), close(), a context manager
+
+    def open_random_access(self, key: str) -> Any:
+        try:
+            return self._arrow_fs().open_input_file(self._arrow_path(key))
+        except FileNotFoundError:
+            raise FileNotFoundError(self.uri(key)) from None
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # A PUT replaces an object whole: readers get the old or the new version, never a mix.

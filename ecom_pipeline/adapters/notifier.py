@@ -58,7 +58,12 @@ class LakeNotifier:
         level = logging.INFO if alert.kind == "success" else logging.ERROR
         log.log(level, "%s\n%s", alert.subject, alert.text())
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        self.lake.write_json(f"_runs/alerts/{stamp}-{alert.kind}.json", asdict(alert))
+        try:
+            self.lake.write_json(f"_runs/alerts/{stamp}-{alert.kind}.json", asdict(alert))
+        except Exception:  # the alert is in the log above; a lake outage must not lose it
+            log.exception(
+                "could not write the %s alert to the lake (it is logged above)", alert.kind
+            )
 
 
 class SnsNotifier:
@@ -81,5 +86,10 @@ class SnsNotifier:
                 Message=alert.text(),
                 MessageAttributes={"kind": {"DataType": "String", "StringValue": alert.kind}},
             )
-        except Exception:
-            log.exception("could not publish the %s alert to SNS", alert.kind)
+        except Exception:  # the alert goes to the log instead, whole
+            log.exception(
+                "could not publish the %s alert to SNS; the alert was:\n%s\n%s",
+                alert.kind,
+                alert.subject,
+                alert.text(),
+            )

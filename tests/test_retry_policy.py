@@ -1,0 +1,155 @@
+"""Only transient failures are retried (SPEC §7): tested with real exceptions from real calls,
+and once through a real Prefect task run."""
+
+from __future__ import annotations
+
+import errno
+import io
+import socket
+from collections.abc import Callable
+
+import boto3
+import pyarrow.csv
+import pyarrow.fs
+import pytest
+import sqlalchemy as sa
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from prefect.states import Failed
+
+from ecom_pipeline.errors import BadFileError, is_transient
+from tasks.policy import pipeline_task, retry_unless_deterministic
+from tests.conftest import BUCKET, free_port
+
+
+def raised(call: Callable[[], object]) -> BaseException:
+    try:
+        call()
+    except BaseException as exc:
+        return exc
+    raise AssertionError("expected the call to fail")
+
+
+def disk_full() -> None:
+    with open("/dev/full", "wb") as handle:  # every write fails with ENOSPC
+        handle.write(b"x")
+        handle.flush()
+
+
+def connect_to_closed_port() -> None:
+    socket.create_connection(("127.0.0.1", free_port()), timeout=5)
+
+
+def boto_to_closed_port() -> None:
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2),
+    )
+    client.list_objects_v2(Bucket=BUCKET)
+
+
+def arrow_s3_to_closed_port() -> None:
+    s3 = pyarrow.fs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{free_port()}",
+        scheme="http",
+        region="us-east-1",
+        connect_timeout=2,
+        retry_strategy=pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=1),
+    )
+    s3.open_input_stream(f"{BUCKET}/raw/x.csv")
+
+
+def postgres_on_closed_port() -> None:
+    engine = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test")
+    try:
+        engine.connect()
+    finally:
+        engine.dispose()
+
+
+def arrow_parse_error() -> None:
+    pyarrow.csv.read_csv(io.BytesIO(b"a,b\n1,2,3\n"))
+
+
+def invalid_bucket_name() -> None:
+    boto3.client("s3", region_name="us-east-1").get_object(Bucket="", Key="x")
+
+
+def missing_bucket(moto_endpoint: str) -> Callable[[], None]:
+    def call() -> None:
+        client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+        client.get_object(Bucket="no-such-bucket-here", Key="x")
+
+    return call
+
+
+def throttled() -> None:
+    raise ClientError(
+        {
+            "Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+            "ResponseMetadata": {"HTTPStatusCode": 503},
+        },
+        "GetObject",
+    )
+
+
+def test_network_throttling_and_lost_connections_are_transient() -> None:
+    for call in (
+        connect_to_closed_port,
+        boto_to_closed_port,
+        arrow_s3_to_closed_port,
+        postgres_on_closed_port,
+        throttled,
+    ):
+        exc = raised(call)
+        assert is_transient(exc), (call.__name__, repr(exc))
+        assert retry_unless_deterministic(None, None, Failed(data=exc)), call.__name__  # type: ignore[arg-type]
+
+
+def test_everything_else_is_deterministic(moto_endpoint: str) -> None:
+    full = raised(disk_full)
+    assert isinstance(full, OSError) and full.errno == errno.ENOSPC
+    for exc in (
+        full,
+        raised(arrow_parse_error),
+        raised(invalid_bucket_name),
+        raised(missing_bucket(moto_endpoint)),
+        raised(lambda: open("/nonexistent/dir/file")),  # noqa: SIM115
+        BadFileError("raw/orders/dt=2026-11-21/a.csv", "not UTF-8"),
+        ValueError("a bug"),
+    ):
+        assert not is_transient(exc), repr(exc)
+        assert not retry_unless_deterministic(None, None, Failed(data=exc))  # type: ignore[arg-type]
+
+
+def test_a_wrapper_raised_from_a_connection_error_is_transient_a_pipeline_error_never() -> None:
+    refused = raised(connect_to_closed_port)
+    try:
+        raise RuntimeError("lake unreachable") from refused
+    except RuntimeError as wrapper:
+        assert is_transient(wrapper)
+    try:
+        raise BadFileError("raw/x.csv", "unreadable") from refused
+    except BadFileError as explained:
+        assert not is_transient(explained)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_task_retries_a_refused_connection_but_not_a_full_disk() -> None:
+    calls: list[str] = []
+
+    @pipeline_task("flaky", retry_delay_seconds=0, retry_jitter_factor=None)
+    def flaky(kind: str) -> None:
+        calls.append(kind)
+        if kind == "network":
+            connect_to_closed_port()
+        disk_full()
+
+    with pytest.raises(ConnectionRefusedError):
+        flaky("network")
+    with pytest.raises(OSError, match="No space left"):
+        flaky("disk")
+    assert calls.count("network") == 4  # the first try and three retries
+    assert calls.count("disk") == 1
