@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, WriterProperties
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from ecom_pipeline.adapters.failpoints import failpoint
@@ -66,6 +66,8 @@ TABLE_CONFIGURATION = {
     "delta.checkpointInterval": "20",
 }
 WRITER_PROPERTIES = WriterProperties(compression="ZSTD")
+#: Application transaction id of silver merges (see `SilverStore._merge_commit`).
+MERGE_APP_ID = "ecom-pipeline-silver-merge"
 
 
 class LegacySilverError(PipelineError):
@@ -318,7 +320,7 @@ class SilverStore:
                 source_alias="s",
                 target_alias="t",
                 writer_properties=WRITER_PROPERTIES,
-                commit_properties=CommitProperties(custom_metadata={"run_id": run_id}),
+                commit_properties=self._merge_commit(table, run_id),
             )
             .when_matched_update_all(predicate=self._update_predicate())
             .when_not_matched_insert_all()
@@ -380,6 +382,16 @@ class SilverStore:
             if position < len(sorted_keys) and sorted_keys[position] <= high:
                 result.add(path)
         return result
+
+    def _merge_commit(self, table: DeltaTable, run_id: str) -> CommitProperties:
+        """Every merge of the table carries the same application transaction id, so two merges
+        that read the same version always conflict. Without it, delta-rs rebases a merge over a
+        concurrent commit to other partitions, and a key both inserted into different
+        partitions (a customer changing region, an order re-homed) would end up twice."""
+        return CommitProperties(
+            custom_metadata={"run_id": run_id},
+            app_transactions=[Transaction(app_id=MERGE_APP_ID, version=table.version() + 1)],
+        )
 
     def _merge_predicate(self, partitions: Iterable[str]) -> str:
         join = " AND ".join(f"t.{k} = s.{k}" for k in self.spec.key)

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
 
 from ecom_pipeline.adapters.lake import Lake, LakeKeyError, LocalLake, open_lake
 from ecom_pipeline.datasets import SPECS, Dataset, silver_schema
@@ -215,6 +216,8 @@ def _concurrent_writer(lake_uri: str, endpoint: str | None, index: int, start: f
         rows = [(key, "2026-11-20", "EU", 0, "placed", 20)]
         # every writer also updates the shared row: exactly one version of it must survive
         rows.append(("shared", "2026-11-20", "EU", index * 10 + batch + 1, f"s{index}{batch}", 20))
+        # and moves another one to a partition of its own: it must not end up in two
+        rows.append(("mover", "2026-11-20", REGIONS[index], index * 10 + batch, "placed", 20))
         SilverStore(lake, ORDERS).merge(orders(*rows), key)
 
 
@@ -245,8 +248,10 @@ def test_concurrent_writer_processes_lose_nothing_and_double_nothing(
         worker.join(120)
     assert [w.exitcode for w in workers] == [0, 0, 0]
     held = content(store)  # fails on a key held twice
-    assert set(held) == {"seed", "shared"} | {f"w{i}-{b}" for i in range(3) for b in range(3)}
+    written = {f"w{i}-{b}" for i in range(3) for b in range(3)}
+    assert set(held) == {"seed", "shared", "mover"} | written
     assert held["shared"] == (P20_EU, "s22")  # the latest updated_at of all writers
+    assert held["mover"] == ("order_date=2026-11-20/customer_region=APAC", "placed")
     assert store.current().version == 1 + 9  # one commit per merge, none lost
 
 
@@ -326,3 +331,18 @@ def test_a_hostile_partition_value_writes_and_deletes_nothing(tmp_path) -> None:
 def test_lake_keys_cannot_leave_the_root(tmp_path, key: str) -> None:
     with pytest.raises(LakeKeyError):
         LocalLake(tmp_path).write_bytes(key, b"x")
+
+
+def test_a_merge_onto_a_stale_version_conflicts_even_when_its_partitions_differ(
+    lake: Lake,
+) -> None:
+    store = SilverStore(lake, ORDERS)
+    store.merge(orders(("seed", "2026-11-18", "EU", 0, "placed", 18)), "r0")
+    stale = DeltaTable(store.uri, storage_options=store.storage_options)
+    store.merge(orders(("K", "2026-11-20", "EU", 0, "placed", 20)), "winner")
+    # A writer still on the old version moves K to another partition: it must not commit.
+    late = store._prepared(orders(("K", "2026-11-20", "NA", 5, "shipped", 20)))
+    with pytest.raises(CommitFailedError):
+        store._merge_onto(stale, late, "loser")
+    store.merge(orders(("K", "2026-11-20", "NA", 5, "shipped", 20)), "loser")  # the retry
+    assert content(store)["K"] == ("order_date=2026-11-20/customer_region=NA", "shipped")

@@ -74,8 +74,16 @@ def gold_state(lake: Lake) -> dict[str, list[tuple]]:
     }
 
 
-def uncommitted_files(lake_root: Path, before: set[str]) -> set[str]:
-    """Silver data files the killed run wrote that no committed version references."""
+def data_files(lake_root: Path) -> set[Path]:
+    return {
+        p.relative_to(lake_root)
+        for p in (lake_root / "processed").rglob("*.parquet")
+        if "_delta_log" not in p.parts
+    }
+
+
+def uncommitted_files(lake_root: Path, before: set[Path]) -> set[Path]:
+    """Silver data files the killed run wrote that the newest version does not reference."""
     found = set()
     for dataset in Dataset:
         folder = lake_root / "processed" / dataset.value
@@ -84,7 +92,7 @@ def uncommitted_files(lake_root: Path, before: set[str]) -> set[str]:
         for path in folder.rglob("*.parquet"):
             relative = path.relative_to(folder).as_posix()
             if not relative.startswith("_delta_log/") and relative not in live:
-                found.add(f"{dataset}/{relative}")
+                found.add(path.relative_to(lake_root))
     return found - before
 
 
@@ -133,13 +141,13 @@ def test_sigkill_at_every_silver_step_then_rerun_equals_an_uninterrupted_run(
     # The killed runs' scratch folders must not outlive them: the next run removes them.
     scratch = pipeline_env / "scratch"
     monkeypatch.setenv("ECOM_SCRATCH_DIR", str(scratch))
-    base_orphans = uncommitted_files(base / "lake", set())
+    base_files = data_files(base / "lake")
     killed_mid_merge = []
     for number, kill_at in enumerate(NAMED + TIMED):
         scenario = pipeline_env / f"kill-{number:02d}"
         shutil.copytree(base, scenario)
         run_killed(pipeline_env, str(scenario / "lake"), scenario / "warehouse.duckdb", kill_at)
-        if uncommitted_files(scenario / "lake", base_orphans):
+        if uncommitted_files(scenario / "lake", base_files):
             killed_mid_merge.append(kill_at)  # data files written, commit never made
 
         use(monkeypatch, str(scenario / "lake"), scenario / "warehouse.duckdb")
