@@ -75,4 +75,10 @@ def test_the_cli_converts_a_lake_on_s3(
     monkeypatch.setenv("ECOM_AWS_ENDPOINT_URL", moto_endpoint)
     assert main(["migrate-silver"]) == 0
     assert "orders: snapshot 3 → Delta table, 180 rows" in capsys.readouterr().out
-    assert SilverStore(lake, SPECS[Dataset.ORDERS]).read().num_rows == 180
+    store = SilverStore(lake, SPECS[Dataset.ORDERS])
+    assert store.read().num_rows == 180
+
+    assert main(["silver-files", "orders"]) == 0  # the current version's files, for other tools
+    listed = capsys.readouterr().out.split()
+    assert len(listed) == store.current().file_count() > 0
+    assert all(u.startswith(f"{s3_lake_uri}/processed/orders/order_date=") for u in listed)
