@@ -88,9 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     retention = commands.add_parser("retention", help="apply the retention rules")
     retention.set_defaults(handler=cmd_retention)
 
-    files = commands.add_parser("silver-files", help="print the committed silver files")
+    files = commands.add_parser(
+        "silver-files", help="print a silver Delta table's address and its committed files"
+    )
     files.add_argument("dataset", type=Dataset, choices=list(Dataset))
     files.set_defaults(handler=cmd_silver_files)
+
+    migrate = commands.add_parser(
+        "migrate-silver", help="convert silver of the earlier snapshot format to Delta tables"
+    )
+    migrate.set_defaults(handler=cmd_migrate_silver)
     return parser
 
 
@@ -166,8 +173,26 @@ def cmd_silver_files(args: argparse.Namespace) -> int:
     from ecom_pipeline.silver_store import SilverStore
 
     store = SilverStore(build_resources(load_settings()).lake, SPECS[args.dataset])
-    for uri in store.committed_uris():
-        print(uri)
+    snapshot = store.current()
+    print(f"# {store.uri} (Delta version {snapshot.version})", file=sys.stderr)
+    for paths in snapshot.files_by_partition().values():
+        for path in paths:
+            print(store.lake.uri(f"{store.root}/{path}"))
+    return 0
+
+
+def cmd_migrate_silver(args: argparse.Namespace) -> int:
+    from ecom_pipeline.migrate_silver import migrate_lake
+    from ecom_pipeline.resources import build_resources
+
+    done = migrate_lake(build_resources(load_settings()).lake)
+    for item in done:
+        print(
+            f"{item.dataset}: snapshot {item.snapshot_version} → Delta table, {item.rows} rows, "
+            f"{item.old_files_removed} old file(s) removed"
+        )
+    if not done:
+        print("no silver in the snapshot format: nothing to convert")
     return 0
 
 

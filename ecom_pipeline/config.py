@@ -64,12 +64,6 @@ class Settings(BaseSettings):
         ge=1024,
         description="raw files are read and validated in blocks of about this many bytes",
     )
-    merge_batch_rows: int = Field(
-        1_000_000,
-        ge=10,
-        description="rows per step of the silver merge and largest silver file written; "
-        "bounds the memory of a run whatever the day's size",
-    )
     environment: Literal["local", "production"] = Field(
         "local", description="production refuses to invent a PII key"
     )

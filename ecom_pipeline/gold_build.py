@@ -26,7 +26,7 @@ from ecom_pipeline.gold_tables import (
     GoldTable,
 )
 from ecom_pipeline.partitioning import parse_partition_path
-from ecom_pipeline.silver_store import SilverStore, Snapshot
+from ecom_pipeline.silver_store import SilverSnapshot, SilverStore
 
 PAYMENT_COLUMNS = ["payment_date", "payment_method", "payment_status", "amount"]
 ORDER_COLUMNS = [
@@ -60,8 +60,11 @@ def read_gold_month(lake: Lake, table: GoldTable, month: str) -> pa.Table:
         return table.schema.empty_table()
 
 
-def _partitions_where(snapshot: Snapshot, column: str, keep: Callable[[str], bool]) -> list[str]:
-    """The snapshot's partitions whose value of ``column`` passes ``keep``."""
+def _partitions_where(
+    snapshot: SilverSnapshot, column: str, keep: Callable[[str], bool]
+) -> list[str]:
+    """The version's partitions whose value of ``column`` passes ``keep`` (from the Delta log:
+    no data file is opened)."""
     return [p for p in snapshot.partitions if keep(parse_partition_path(p)[column])]
 
 
@@ -81,15 +84,14 @@ def _replace_days(
 def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMonth]:
     """Recompute a daily gold table for these days and rewrite their month files.
 
-    Silver is aggregated a partition (daily revenue: one gold row each) or a file (daily
-    payments: partial sums, added up) at a time, so memory holds one of those, not the days.
+    Silver is read from one Delta version, a partition at a time (pruned from the log), so
+    memory holds one partition's few columns, not the days.
     """
     dataset, date_column, build = {
         DAILY_REVENUE.name: (Dataset.ORDERS, "order_date", _daily_revenue_of),
         DAILY_PAYMENTS.name: (Dataset.PAYMENTS, "payment_date", _daily_payments_of),
     }[table.name]
-    store = SilverStore(lake, SPECS[dataset])
-    snapshot = store.current()  # one consistent view of silver for the whole rebuild
+    snapshot = SilverStore(lake, SPECS[dataset]).current()  # one version for the whole rebuild
     by_month: dict[str, set[date]] = {}
     for day in days:
         by_month.setdefault(day.strftime("%Y-%m"), set()).add(day)
@@ -99,7 +101,7 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
         partitions = _partitions_where(snapshot, date_column, wanted.__contains__)
         rows = _replace_days(
             read_gold_month(lake, table, month),
-            build(store, snapshot, partitions),
+            build(snapshot, partitions),
             date_column,
             month_days,
             table,
@@ -110,21 +112,15 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
     return months
 
 
-def _daily_revenue_of(store: SilverStore, snapshot: Snapshot, partitions: list[str]) -> pa.Table:
+def _daily_revenue_of(snapshot: SilverSnapshot, partitions: list[str]) -> pa.Table:
     """One partition holds one (order_date, customer_region): one gold row each."""
-    parts = [
-        gold.daily_revenue(store.read([p], columns=ORDER_COLUMNS, snapshot=snapshot))
-        for p in partitions
-    ]
+    parts = [gold.daily_revenue(snapshot.read([p], columns=ORDER_COLUMNS)) for p in partitions]
     return pa.concat_tables(parts) if parts else DAILY_REVENUE.schema.empty_table()
 
 
-def _daily_payments_of(store: SilverStore, snapshot: Snapshot, partitions: list[str]) -> pa.Table:
-    """Partial sums per silver file (a partition may hold several), added up."""
-    parts = [
-        gold.daily_payments(store.read_files([f], columns=PAYMENT_COLUMNS))
-        for f in snapshot.files(partitions)
-    ]
+def _daily_payments_of(snapshot: SilverSnapshot, partitions: list[str]) -> pa.Table:
+    """Partial sums per partition (one payment day each), added up."""
+    parts = [gold.daily_payments(snapshot.read([p], columns=PAYMENT_COLUMNS)) for p in partitions]
     return gold.sum_daily_payments(
         pa.concat_tables(parts) if parts else DAILY_PAYMENTS.schema.empty_table()
     )
@@ -137,13 +133,12 @@ def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:
     customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
         columns=["customer_id", "customer_region", "signup_date"]
     )
-    orders = SilverStore(lake, SPECS[Dataset.ORDERS])
-    snapshot = orders.current()  # one consistent view of silver for the whole rebuild
+    snapshot = SilverStore(lake, SPECS[Dataset.ORDERS]).current()  # one version throughout
     result = []
     for month in sorted(set(months)):
         activity = gold.ActivityTotal()
         for partition in _partitions_where(snapshot, "order_date", _in_month(month)):
-            activity.add(orders.read([partition], columns=ORDER_COLUMNS, snapshot=snapshot))
+            activity.add(snapshot.read([partition], columns=ORDER_COLUMNS))
         rows = gold.monthly_customers(month, customers, activity.result())
         key = gold_key(MONTHLY_CUSTOMERS, month)
         lake.write_parquet(key, rows)

@@ -7,9 +7,7 @@ A partition value becomes a folder name, so it is checked before it is used: a v
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -62,27 +60,6 @@ def partition_column(table: pa.Table, spec: DatasetSpec) -> pa.Array:
         parts.append(pc.binary_join_element_wise(f"{column}=", text, ""))
     joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "/")
     return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
-
-
-def split_by_partition(table: pa.Table, paths: pa.Array) -> Iterator[tuple[str, pa.Table]]:
-    """The rows of each partition, partitions in path order, rows in their original order."""
-    if table.num_rows == 0:
-        return
-    # A day has few partitions: group on dictionary codes rather than sorting the path strings.
-    encoded = pc.dictionary_encode(paths)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    names = encoded.dictionary.to_pylist()
-    if len(names) == 1:
-        yield str(names[0]), table
-        return
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    order = np.argsort(codes, kind="stable")
-    counts = np.bincount(codes, minlength=len(names))
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    for code in sorted(range(len(names)), key=names.__getitem__):
-        yield str(names[code]), table.take(pa.array(order[starts[code] : ends[code]]))
 
 
 def combined_key(table: pa.Table, spec: DatasetSpec) -> pa.Array:

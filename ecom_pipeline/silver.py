@@ -25,8 +25,7 @@ from ecom_pipeline.datasets import (
 from ecom_pipeline.gold import month_of
 from ecom_pipeline.partitioning import parse_partition_path
 from ecom_pipeline.run_report import FileAccount
-from ecom_pipeline.silver_merge import ACCOUNTED, Incoming
-from ecom_pipeline.silver_store import DEFAULT_MERGE_BATCH_ROWS, SilverStore
+from ecom_pipeline.silver_store import ACCOUNTED, SilverStore
 from ecom_pipeline.validation import ValidatedFile
 
 
@@ -37,8 +36,9 @@ class SilverOutcome:
     Attributes:
         accounts: per input file, rows written and superseded (read and quarantined set too).
         touched: partitions the run's rows went to or came from.
-        rewritten: partitions committed anew.
-        version: snapshot version after the step.
+        rewritten: partitions whose content the commit changed.
+        version: Delta table version after the step.
+        compacted: partitions compacted after the merge (too many small files).
         gold_days: days whose daily gold rows must be rebuilt.
         gold_months: months whose monthly gold rows must be rebuilt.
     """
@@ -47,6 +47,7 @@ class SilverOutcome:
     touched: list[str] = field(default_factory=list)
     rewritten: list[str] = field(default_factory=list)
     version: int = 0
+    compacted: list[str] = field(default_factory=list)
     gold_days: list[date] = field(default_factory=list)
     gold_months: list[str] = field(default_factory=list)
 
@@ -88,10 +89,11 @@ def merge_into_silver(
     *,
     day: date,
     run_id: str,
-    batch_rows: int = DEFAULT_MERGE_BATCH_ROWS,
-    scratch_dir: str | None = None,
 ) -> SilverOutcome:
     """Quarantine bad rows, upsert valid rows, and fill in each file's accounting.
+
+    The upsert is one Delta merge (one commit); the partitions it touched are then compacted
+    if they hold many small files (see `SilverStore.compact`).
 
     Args:
         lake: the lake.
@@ -99,9 +101,7 @@ def merge_into_silver(
         validated: the day's validated files of this dataset (valid rows in memory or staged).
         accounts: one account per validated file, same order; updated in place.
         day: the run's day (names the quarantine folder).
-        run_id: lineage and snapshot attribution.
-        batch_rows: the merge's memory bound (see `SilverStore.merge`).
-        scratch_dir: parent folder of the merge's scratch files.
+        run_id: lineage and commit attribution.
     """
     spec = SPECS[dataset]
     store = SilverStore(lake, spec)
@@ -111,15 +111,21 @@ def merge_into_silver(
         account.rows_quarantined = item.quarantine.num_rows
         account.dropped_columns = item.dropped_columns
 
-    incoming: Incoming = lambda: _valid_tables(validated)  # noqa: E731
+    tables = list(_valid_tables(validated))
+    incoming = pa.concat_tables(tables) if tables else store.schema.empty_table()
     if dataset == Dataset.ORDERS:
         incoming = _with_regions_and_moves(lake, store, incoming)
-    result = store.merge(incoming, run_id, batch_rows=batch_rows, scratch_dir=scratch_dir)
+    result = store.merge(incoming, run_id)
     for item, account in zip(validated, accounts, strict=True):
         account.rows_written = result.written_by_source.get(item.source, 0)
         account.rows_superseded = item.valid.num_rows - account.rows_written
+    compacted = store.compact(result.rewritten, run_id)
     outcome = SilverOutcome(
-        accounts, touched=result.touched, rewritten=result.rewritten, version=result.version
+        accounts,
+        touched=result.touched,
+        rewritten=result.rewritten,
+        version=result.version,
+        compacted=compacted,
     )
     _plan_gold(outcome, spec, validated)
     return outcome
@@ -134,31 +140,30 @@ def _valid_tables(validated: list[ValidatedFile]) -> Iterator[pa.Table]:
                     yield pa.Table.from_batches([batch])
 
 
-def _with_regions_and_moves(lake: Lake, orders_store: SilverStore, orders: Incoming) -> Incoming:
+def _with_regions_and_moves(lake: Lake, orders_store: SilverStore, orders: pa.Table) -> pa.Table:
     """Orders with their region, plus committed UNKNOWN-region orders whose customer arrived."""
     customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
         columns=["customer_id", "customer_region"]
     )
     snapshot = orders_store.current()
     unknown = [p for p in snapshot.partitions if p.endswith(f"customer_region={UNKNOWN_REGION}")]
-    moved = orders_store.schema.empty_table()
+    schema = orders_store.schema
+    moved = schema.empty_table()
     if unknown:
-        waiting = orders_store.read(partitions=unknown, snapshot=snapshot)
-        moved = assign_regions(waiting, customers)
+        moved = assign_regions(snapshot.read(partitions=unknown), customers)
         moved = moved.filter(pc.not_equal(moved.column("customer_region"), UNKNOWN_REGION))
     # Moved rows keep their lineage, so they tie with their committed selves and replace them;
     # they are not rows of this run's files, so they stay out of the files' accounting.
-    moved = moved.select(orders_store.schema.names).append_column(
-        ACCOUNTED, pa.array(np.zeros(moved.num_rows, dtype=bool))
-    )
-
-    def with_regions() -> Iterator[pa.Table]:
-        for table in orders():
-            yield assign_regions(table, customers)
-        if moved.num_rows:
-            yield moved
-
-    return with_regions
+    parts = [
+        assign_regions(orders, customers)
+        .select(schema.names)
+        .cast(schema)
+        .append_column(ACCOUNTED, pa.array(np.ones(orders.num_rows, dtype=bool))),
+        moved.select(schema.names)
+        .cast(schema)
+        .append_column(ACCOUNTED, pa.array(np.zeros(moved.num_rows, dtype=bool))),
+    ]
+    return pa.concat_tables(parts)
 
 
 def _plan_gold(outcome: SilverOutcome, spec: DatasetSpec, validated: list[ValidatedFile]) -> None:

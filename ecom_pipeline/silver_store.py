@@ -1,19 +1,21 @@
-"""The silver layer: partitioned Parquet with upsert by key and atomic snapshot commits (SPEC §4).
+"""The silver layer: one Delta Lake table per dataset under ``processed/{dataset}/`` (SPEC §4).
 
-Commit protocol. Data files are immutable and uniquely named; a dataset's committed state is
-the newest *snapshot*, a small JSON object ``processed/{dataset}/_snapshots/{version}.json``
-listing every live data file per partition. A writer reads the newest snapshot N, writes the
-new files of the partitions it changes, and commits by creating snapshot N+1 with a
-create-if-absent write (``If-None-Match: *`` on S3, an exclusive link locally). Whatever
-instant a writer dies at, readers that go through the newest snapshot see the dataset as before
-the commit or as after it, never a half-written, missing or doubled partition; files of a
-commit that never happened are invisible and the retention flow removes them. Two writers that
-start from the same snapshot cannot both commit N+1: the loser re-reads and merges again on top
-of the winner's rows, so neither loses the other's.
+A day's upsert is one ``DeltaTable.merge`` (one commit) whose update predicate is the
+duplicate rule of SPEC §3. Commits are put-if-absent writes of ``_delta_log/N.json`` (S3's
+conditional put, no DynamoDB): a crash at any instant leaves the previous version in force, and
+of two writers that read the same version one loses the commit, re-reads and merges again on
+top of the other's rows.
 
-Reading committed data elsewhere: ``ecom-pipeline silver-files DATASET`` prints the committed
-files; DuckDB reads them with ``read_parquet([...], hive_partitioning = false)`` (the partition
-columns are stored in the files too).
+Before the merge, the incoming rows are reduced to the ones that win: the batch is deduplicated
+(a key twice in a batch that is new to the table would otherwise be inserted twice) and compared
+with the committed versions of its keys, looked up in the files whose key statistics can hold
+them. That lookup gives the exact accounting (rows written per source file), the partitions a
+run touches (including those a moved row leaves), and a partition predicate that keeps the
+merge from scanning the whole table.
+
+Any engine that reads Delta sees exactly the committed rows:
+``DeltaTable(uri).to_pyarrow_dataset()`` (DuckDB can query it), ``polars.scan_delta(uri)``,
+Spark, Athena through Glue.
 """
 
 from __future__ import annotations
@@ -22,265 +24,469 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from ecom_pipeline.adapters.lake import Lake, json_bytes, unique_name
-from ecom_pipeline.datasets import DatasetSpec, silver_schema
-from ecom_pipeline.errors import CommitConflictError
-from ecom_pipeline.partitioning import combined_key
-from ecom_pipeline.silver_merge import BoundedMerge, Incoming, MergeResult
+from ecom_pipeline.adapters.failpoints import failpoint
+from ecom_pipeline.adapters.lake import Lake
+from ecom_pipeline.datasets import INGESTED_AT, RUN_ID, SOURCE_FILE, DatasetSpec, silver_schema
+from ecom_pipeline.dedup import precedence_columns, winners_mask
+from ecom_pipeline.errors import CommitConflictError, PipelineError
+from ecom_pipeline.partitioning import combined_key, parse_partition_path, partition_column
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_DIGITS = 10
 MAX_COMMIT_ATTEMPTS = 12
-#: Waits between attempts grow from 20 ms and are randomised so rivals stop colliding.
-BACKOFF_BASE_SECONDS = 0.02
-#: Rows merged at a time unless the caller says otherwise (``ECOM_MERGE_BATCH_ROWS``).
-DEFAULT_MERGE_BATCH_ROWS = 1_000_000
+#: Waits between attempts grow from 50 ms and are randomised so rivals stop colliding.
+BACKOFF_BASE_SECONDS = 0.05
+#: Working column: True for rows that count in the files' accounting (False: rows moved
+#: between partitions by the pipeline itself).
+ACCOUNTED = "__accounted"
+#: Lineage that may differ between two writes of the same rows without changing the data: a
+#: winner equal to the committed row but for these is not rewritten.
+VOLATILE_COLUMNS = (INGESTED_AT, RUN_ID)
+#: A partition a run touched is compacted once it holds this many files or more.
+COMPACT_MIN_FILES = 8
+#: Routine vacuums keep removed files this long, for readers and writers still on old versions.
+VACUUM_RETENTION_HOURS = 7 * 24
+#: String statistics longer than this may be truncated by the writer: not usable for pruning.
+_STATS_TRUSTED_LENGTH = 32
+TABLE_CONFIGURATION = {
+    # Time travel reaches back this far; older log entries go at checkpoints.
+    "delta.logRetentionDuration": "interval 30 days",
+    "delta.deletedFileRetentionDuration": "interval 7 days",
+    "delta.checkpointInterval": "20",
+}
+WRITER_PROPERTIES = WriterProperties(compression="ZSTD")
+#: Application transaction id of silver merges (see `SilverStore._merge_commit`).
+MERGE_APP_ID = "ecom-pipeline-silver-merge"
 
 
-@dataclass(frozen=True)
-class DataFile:
-    """One immutable Parquet file of a partition, with the key range it holds."""
-
-    key: str
-    partition: str
-    rows: int
-    size: int
-    min_key: str
-    max_key: str
-
-    def may_hold_any(self, sorted_keys: np.ndarray) -> bool:
-        """Whether any of these keys (sorted) falls in the file's key range."""
-        position = int(np.searchsorted(sorted_keys, self.min_key))
-        return position < len(sorted_keys) and sorted_keys[position] <= self.max_key
+class LegacySilverError(PipelineError):
+    """Silver is still in the snapshot format of earlier versions."""
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """A committed state of one dataset: every live file, by partition."""
+@dataclass
+class MergeResult:
+    """What one merge did.
 
-    dataset: str
+    Attributes:
+        written_by_source: per source file, its incoming rows that survived (accounted rows).
+        touched: partitions the incoming rows belong to or took rows from (gold follows them).
+        rewritten: partitions whose content the commit changed.
+        version: the table version after the merge (unchanged when nothing was written).
+        metrics: delta-rs's merge metrics (empty when no merge ran).
+    """
+
+    written_by_source: dict[str, int]
+    touched: list[str]
+    rewritten: list[str]
     version: int
-    partitions: dict[str, tuple[DataFile, ...]]
-    run_id: str | None = None
-    committed_at: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
 
-    def files(self, partitions: Iterable[str] | None = None) -> list[DataFile]:
-        names = self.partitions.keys() if partitions is None else partitions
-        return [f for name in names for f in self.partitions.get(name, ())]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "version": self.version,
-            "run_id": self.run_id,
-            "committed_at": self.committed_at,
-            "partitions": {
-                name: [vars(f) for f in files] for name, files in sorted(self.partitions.items())
-            },
-        }
+class SilverSnapshot:
+    """One committed version of a silver table, read consistently however long it is used."""
 
-    @classmethod
-    def from_json(cls, document: dict[str, Any]) -> Snapshot:
-        return cls(
-            dataset=document["dataset"],
-            version=int(document["version"]),
-            run_id=document.get("run_id"),
-            committed_at=document.get("committed_at"),
-            partitions={
-                name: tuple(DataFile(**f) for f in files)
-                for name, files in document["partitions"].items()
-            },
+    def __init__(self, store: SilverStore, table: DeltaTable | None) -> None:
+        self.store = store
+        self.table = table
+        self.version = table.version() if table is not None else -1
+
+    @property
+    def partitions(self) -> list[str]:
+        """Partition paths that hold rows (``""`` for an unpartitioned table with rows)."""
+        if self.table is None:
+            return []
+        spec = self.store.spec
+        if not spec.partition_by:
+            return [""] if self.file_count() else []
+        return sorted(
+            "/".join(f"{c}={values[c]}" for c in spec.partition_by)
+            for values in self.table.partitions()
         )
+
+    def file_count(self, partition: str | None = None) -> int:
+        """Data files of one partition (of the whole table when None)."""
+        files = self.files_by_partition()
+        if partition is not None:
+            return len(files.get(partition, []))
+        return sum(len(f) for f in files.values())
+
+    def files_by_partition(self) -> dict[str, list[str]]:
+        """Data file paths (relative to the table) by partition path."""
+        if self.table is None:
+            return {}
+        actions = pa.table(self.table.get_add_actions(flatten=True))
+        paths = self.store.partition_paths(actions, prefix="partition.")
+        result: dict[str, list[str]] = {}
+        for path, name in zip(actions.column("path").to_pylist(), paths.to_pylist(), strict=True):
+            result.setdefault(name, []).append(path)
+        return result
+
+    def dataset(self) -> ds.Dataset:
+        assert self.table is not None
+        return self.table.to_pyarrow_dataset()
+
+    def read(
+        self,
+        partitions: Iterable[str] | None = None,
+        columns: list[str] | None = None,
+        filter: pc.Expression | None = None,
+    ) -> pa.Table:
+        """Committed rows of these partitions (all when None), in the silver schema (or these
+        of its columns). Partitions are pruned from the log: other files are never opened."""
+        schema = self.store.schema
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns])
+        if self.table is None:
+            return schema.empty_table()
+        expression = self.store.partition_filter(partitions) if partitions is not None else None
+        if partitions is not None and expression is None:
+            return schema.empty_table()
+        if filter is not None:
+            expression = filter if expression is None else expression & filter
+        rows = self.dataset().to_table(columns=schema.names, filter=expression)
+        return rows.select(schema.names).cast(schema)
 
 
 class SilverStore:
-    """One dataset's silver table on the lake."""
+    """One dataset's silver Delta table on the lake."""
 
     def __init__(self, lake: Lake, spec: DatasetSpec) -> None:
         self.lake = lake
         self.spec = spec
         self.schema = silver_schema(spec)
         self.root = f"processed/{spec.name}"
+        self.uri = lake.table_uri(self.root)
+        self.storage_options = lake.delta_storage_options()
 
-    # -- snapshots ------------------------------------------------------------------------
-    def _snapshot_key(self, version: int) -> str:
-        return f"{self.root}/_snapshots/{version:0{SNAPSHOT_DIGITS}d}.json"
+    # -- opening --------------------------------------------------------------------------
+    def _open(self, version: int | None = None) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.uri, version=version, storage_options=self.storage_options)
+        except TableNotFoundError:
+            self._refuse_legacy()
+            return None
 
-    def snapshot_versions(self) -> list[int]:
-        prefix = f"{self.root}/_snapshots/"
-        return sorted(
-            int(o.key[len(prefix) :].removesuffix(".json"))
-            for o in self.lake.list(prefix)
-            if o.key.endswith(".json")
-        )
-
-    def current(self) -> Snapshot:
-        """The newest committed snapshot (version 0, empty, before the first commit)."""
-        versions = self.snapshot_versions()
-        if not versions:
-            return Snapshot(dataset=str(self.spec.name), version=0, partitions={})
-        return Snapshot.from_json(self.lake.read_json(self._snapshot_key(versions[-1])))
-
-    def _commit(self, base: Snapshot, changes: dict[str, tuple[DataFile, ...]], run_id: str) -> int:
-        partitions = dict(base.partitions)
-        for name, files in changes.items():
-            if files:
-                partitions[name] = files
-            else:
-                partitions.pop(name, None)
-        snapshot = Snapshot(
-            dataset=str(self.spec.name),
-            version=base.version + 1,
-            partitions=partitions,
-            run_id=run_id,
-            committed_at=datetime.now(UTC).isoformat(),
-        )
-        if not self.lake.put_if_absent(
-            self._snapshot_key(snapshot.version), json_bytes(snapshot.to_json())
-        ):
-            raise CommitConflictError(
-                f"{self.spec.name}: snapshot {snapshot.version} was committed by another writer"
+    def _refuse_legacy(self) -> None:
+        if self.lake.list(f"{self.root}/_snapshots/"):
+            raise LegacySilverError(
+                f"{self.root} is silver in the snapshot format of earlier versions, not a Delta "
+                "table: convert it once with `ecom-pipeline migrate-silver`"
             )
-        return snapshot.version
 
-    # -- reading ------------------------------------------------------------------------
+    def _open_or_create(self) -> DeltaTable:
+        table = self._open()
+        if table is not None:
+            return table
+        try:
+            return DeltaTable.create(
+                self.uri,
+                schema=self.schema,
+                partition_by=list(self.spec.partition_by) or None,
+                mode="ignore",
+                configuration=TABLE_CONFIGURATION,
+                storage_options=self.storage_options,
+            )
+        except CommitFailedError:  # another writer created it first
+            table = self._open()
+            assert table is not None
+            return table
+
+    def current(self, version: int | None = None) -> SilverSnapshot:
+        """The newest committed version (or ``version``); an empty view before the first."""
+        return SilverSnapshot(self, self._open(version))
+
     def read(
-        self,
-        partitions: Iterable[str] | None = None,
-        columns: list[str] | None = None,
-        snapshot: Snapshot | None = None,
+        self, partitions: Iterable[str] | None = None, columns: list[str] | None = None
     ) -> pa.Table:
-        """Committed rows of the given partitions (all when None), in the silver schema."""
-        snapshot = snapshot or self.current()
-        return self.read_files(snapshot.files(partitions), columns)
+        """Committed rows of the newest version (see `SilverSnapshot.read`)."""
+        return self.current().read(partitions, columns)
 
-    def read_files(self, files: list[DataFile], columns: list[str] | None = None) -> pa.Table:
-        """The rows of these committed files, in the silver schema (or these of its columns)."""
-        schema = (
-            self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
-        )
-        if not files:
-            return schema.empty_table()
-        return self.lake.read_parquet([f.key for f in files], columns=columns).cast(schema)
+    # -- partitions -----------------------------------------------------------------------
+    def partition_paths(self, table: pa.Table, prefix: str = "") -> pa.Array:
+        """Each row's partition path, from its partition columns (named ``prefix + column``)."""
+        if not self.spec.partition_by:
+            return pa.array([""] * table.num_rows, pa.string())
+        columns = {c: table.column(prefix + c) for c in self.spec.partition_by}
+        return partition_column(pa.table(columns), self.spec)
 
-    def committed_uris(self) -> list[str]:
-        return [self.lake.uri(f.key) for f in self.current().files()]
+    def partition_filter(self, partitions: Iterable[str]) -> pc.Expression | None:
+        """An expression true on exactly these partitions' rows (None: no partition at all)."""
+        expression: pc.Expression | None = None
+        for path in partitions:
+            values = parse_partition_path(path)
+            part: pc.Expression | None = None
+            for column in self.spec.partition_by:
+                kind = self.schema.field(column).type
+                term = pc.field(column) == pa.scalar(values[column]).cast(kind)
+                part = term if part is None else part & term
+            if part is None:  # unpartitioned table: the one "" partition is everything
+                return pc.scalar(True)
+            expression = part if expression is None else expression | part
+        return expression
 
-    # -- writing ------------------------------------------------------------------------
-    def merge(
-        self,
-        incoming: pa.Table | Incoming,
-        run_id: str,
-        *,
-        batch_rows: int = DEFAULT_MERGE_BATCH_ROWS,
-        scratch_dir: str | None = None,
-    ) -> MergeResult:
-        """Upsert rows by key under the duplicate rule and commit the changed partitions.
+    def _target_restriction(self, partitions: Iterable[str]) -> str:
+        """SQL for the merge: the target rows of these partitions (values checked, quote-free)."""
+        values: dict[str, set[str]] = {c: set() for c in self.spec.partition_by}
+        for path in partitions:
+            for column, value in parse_partition_path(path).items():
+                values[column].add(value)
+        terms = []
+        for column, found in values.items():
+            literal = (
+                (lambda v: f"CAST('{v}' AS DATE)")
+                if pa.types.is_date(self.schema.field(column).type)
+                else (lambda v: f"'{v}'")
+            )
+            terms.append(f"t.{column} IN ({', '.join(literal(v) for v in sorted(found))})")
+        return " AND ".join(terms)
+
+    # -- writing --------------------------------------------------------------------------
+    def merge(self, incoming: pa.Table, run_id: str) -> MergeResult:
+        """Upsert rows by key under the duplicate rule, in one commit.
 
         Args:
-            incoming: rows in the silver schema (partition columns filled in), as a table or
-                as a function that yields them in tables on every call (read more than once).
-            run_id: recorded in the snapshot and in the new files' names.
-            batch_rows: rows merged at a time, and the largest file a large partition gets
-                (see ``ecom_pipeline.silver_merge``): the memory bound.
-            scratch_dir: parent of the merge's temporary folder (system default when None).
+            incoming: rows in the silver schema (partition columns filled in), optionally with
+                an ``ACCOUNTED`` column (False: the row is not a row of an input file).
+            run_id: recorded in the commit's metadata.
 
         Returns:
-            Rows written per source file, which partitions were touched and rewritten.
+            Rows written per source file, the partitions touched and rewritten, the version.
 
         Raises:
             CommitConflictError: other writers kept committing first, ``MAX_COMMIT_ATTEMPTS``
                 times in a row.
         """
-        source: Incoming = (
-            (lambda: iter([incoming])) if isinstance(incoming, pa.Table) else incoming
-        )
+        batch = self._prepared(incoming)
         for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
-            base = self.current()
-            merge = BoundedMerge(self, base, run_id, batch_rows)
-            changes, ranges = merge.run(source, scratch_dir)
-            touched = sorted(merge.touched)
-            if not changes:
-                return MergeResult(
-                    merge.written_by_source, touched, [], base.version, ranges=ranges
-                )
+            table = self._open_or_create()
             try:
-                version = self._commit(base, changes, run_id)
-            except CommitConflictError:
-                log.info("%s: commit conflict (attempt %d), merging again", self.spec.name, attempt)
+                return self._merge_onto(table, batch, run_id)
+            except CommitFailedError as exc:
+                log.info("%s: commit conflict (attempt %d): %s", self.spec.name, attempt, exc)
                 _back_off(attempt)
-                continue
-            written = [f.key for files in changes.values() for f in files]
-            log.info(
-                "%s: snapshot %d commits %d partition(s)", self.spec.name, version, len(changes)
-            )
-            return MergeResult(
-                merge.written_by_source, touched, sorted(changes), version, written, ranges
-            )
         raise CommitConflictError(
             f"{self.spec.name}: gave up after {MAX_COMMIT_ATTEMPTS} commit conflicts in a row"
         )
 
-    def replace_partitions(self, changes: dict[str, pa.Table], run_id: str) -> int:
-        """Commit new content for whole partitions (empty table: drop it). Used by retention."""
-        for _attempt in range(MAX_COMMIT_ATTEMPTS):
-            base = self.current()
-            files: dict[str, tuple[DataFile, ...]] = {
-                name: (self._write_file(name, self._sorted(rows), run_id),) if rows.num_rows else ()
-                for name, rows in changes.items()
-            }
-            try:
-                return self._commit(base, files, run_id)
-            except CommitConflictError:
-                _back_off(_attempt + 1)
-        raise CommitConflictError(f"{self.spec.name}: gave up replacing partitions")
+    def _prepared(self, incoming: pa.Table) -> pa.Table:
+        """The batch's own winners (one row per key), partition values checked."""
+        if ACCOUNTED not in incoming.column_names:
+            flags = pa.array(np.ones(incoming.num_rows, dtype=bool))
+            incoming = incoming.append_column(ACCOUNTED, flags)
+        partition_column(incoming, self.spec)  # refuses a value that cannot name a folder
+        working = self.schema.append(pa.field(ACCOUNTED, pa.bool_()))
+        batch = incoming.select(working.names).cast(working)
+        return batch.filter(winners_mask(batch, self.spec))
 
-    def _sorted(self, table: pa.Table) -> pa.Table:
-        return table.sort_by([(name, "ascending") for name in self.spec.key])
+    def _merge_onto(self, table: DeltaTable, batch: pa.Table, run_id: str) -> MergeResult:
+        snapshot = SilverSnapshot(self, table)
+        existing, existing_paths = self._existing_versions(snapshot, batch)
+        precedence = [*self.spec.key, *precedence_columns(self.spec)]
+        # Existing rows first: on a full tie the incoming row (a re-delivery) wins.
+        versions = pa.concat_tables([existing.select(precedence), batch.select(precedence)])
+        won = winners_mask(versions, self.spec).to_numpy(zero_copy_only=False)
+        existing_lost = ~won[: existing.num_rows]
+        winners = batch.filter(pa.array(won[existing.num_rows :]))
 
-    def _write_file(self, partition: str, rows: pa.Table, run_id: str) -> DataFile:
-        folder = f"{self.root}/{partition}" if partition else self.root
-        key = f"{folder}/{unique_name(f'part-{run_id[:12]}', '.parquet')}"
-        size = self.lake.write_parquet(key, rows)
-        keys = combined_key(rows, self.spec)
-        return DataFile(
-            key=key,
-            partition=partition,
-            rows=rows.num_rows,
-            size=size,
-            min_key=str(pc.min(keys).as_py()),
-            max_key=str(pc.max(keys).as_py()),
+        written: dict[str, int] = {}
+        counted = winners.filter(winners.column(ACCOUNTED))
+        for item in pc.value_counts(counted.column(SOURCE_FILE)).to_pylist():
+            written[item["values"]] = item["counts"]
+        incoming_paths = set(self.partition_paths(batch).to_pylist())
+        touched = incoming_paths | set(existing_paths.to_pylist())
+        rewritten = set(self.partition_paths(winners).to_pylist()) | set(
+            existing_paths.filter(pa.array(existing_lost)).to_pylist()
+        )
+        if winners.num_rows == 0:
+            return MergeResult(written, sorted(touched), [], snapshot.version)
+
+        source = winners.drop_columns([ACCOUNTED]).cast(self.schema)
+        failpoint(f"silver:{self.spec.name}:before-merge")
+        metrics = (
+            table.merge(
+                source,
+                self._merge_predicate(touched),
+                source_alias="s",
+                target_alias="t",
+                writer_properties=WRITER_PROPERTIES,
+                commit_properties=self._merge_commit(table, run_id),
+            )
+            .when_matched_update_all(predicate=self._update_predicate())
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        failpoint(f"silver:{self.spec.name}:after-merge")
+        changed = metrics["num_target_rows_updated"] + metrics["num_target_rows_inserted"]
+        log.info("%s: version %d, %s", self.spec.name, table.version(), metrics)
+        return MergeResult(
+            written, sorted(touched), sorted(rewritten) if changed else [], table.version(), metrics
         )
 
-    # -- housekeeping -------------------------------------------------------------------
-    def vacuum(self, *, grace: timedelta, keep_snapshots: int = 20) -> list[str]:
-        """Delete data files no snapshot of the last ``keep_snapshots`` references and that are
-        older than ``grace`` (a reader may still hold an older snapshot), and older snapshots."""
-        versions = self.snapshot_versions()
-        kept_versions = versions[-keep_snapshots:]
-        referenced: set[str] = set()
-        for version in kept_versions:
-            snapshot = Snapshot.from_json(self.lake.read_json(self._snapshot_key(version)))
-            referenced.update(f.key for f in snapshot.files())
-        cutoff = datetime.now(UTC) - grace
-        doomed = [
-            o.key
-            for o in self.lake.list(f"{self.root}/")
-            if o.key.endswith(".parquet") and o.key not in referenced and o.modified < cutoff
+    def _existing_versions(
+        self, snapshot: SilverSnapshot, batch: pa.Table
+    ) -> tuple[pa.Table, pa.Array]:
+        """Committed versions of the batch's keys (key and precedence columns), with their
+        partition paths. Only files whose key statistics may hold one of the keys are read."""
+        columns = [*self.spec.key, *precedence_columns(self.spec), *self.spec.partition_by]
+        empty = pa.schema([self.schema.field(c) for c in dict.fromkeys(columns)]).empty_table()
+        if snapshot.table is None or batch.num_rows == 0:
+            return empty, pa.array([], pa.string())
+        candidates = self._candidate_files(snapshot, batch)
+        if not candidates:
+            return empty, pa.array([], pa.string())
+        dataset = snapshot.dataset()
+        fragments = [
+            f for f in dataset.get_fragments() if _relative(f.path, self.uri) in candidates
         ]
-        doomed += [self._snapshot_key(v) for v in versions[:-keep_snapshots]]
-        self.lake.delete(doomed)
-        return doomed
+        if not fragments:
+            return empty, pa.array([], pa.string())
+        narrowed = ds.FileSystemDataset(
+            fragments, dataset.schema, dataset.format, filesystem=dataset.filesystem
+        )
+        keys = combined_key(batch, self.spec)
+        # Filtered here rather than pushed down: delta-rs's files may hold string_view columns,
+        # which pyarrow's statistics pruning cannot compare with a string set.
+        found = narrowed.to_table(columns=list(empty.schema.names)).cast(empty.schema)
+        found = found.filter(pc.is_in(combined_key(found, self.spec), value_set=keys))
+        found = found.cast(empty.schema)
+        return found, self.partition_paths(found)
+
+    def _candidate_files(self, snapshot: SilverSnapshot, batch: pa.Table) -> set[str]:
+        """Paths of the files whose min/max key statistics can hold one of the batch's keys."""
+        assert snapshot.table is not None
+        actions = pa.table(snapshot.table.get_add_actions(flatten=True))
+        paths = actions.column("path").to_pylist()
+        key = self.spec.key[0]
+        if len(self.spec.key) > 1 or f"min.{key}" not in actions.column_names:
+            return set(paths)
+        sorted_keys = np.sort(batch.column(key).to_numpy(zero_copy_only=False))
+        lows = actions.column(f"min.{key}").to_pylist()
+        highs = actions.column(f"max.{key}").to_pylist()
+        result = set()
+        for path, low, high in zip(paths, lows, highs, strict=True):
+            if low is None or high is None or len(high) >= _STATS_TRUSTED_LENGTH:
+                result.add(path)
+                continue
+            position = int(np.searchsorted(sorted_keys, low))
+            if position < len(sorted_keys) and sorted_keys[position] <= high:
+                result.add(path)
+        return result
+
+    def _merge_commit(self, table: DeltaTable, run_id: str) -> CommitProperties:
+        """Every merge of the table carries the same application transaction id, so two merges
+        that read the same version always conflict. Without it, delta-rs rebases a merge over a
+        concurrent commit to other partitions, and a key both inserted into different
+        partitions (a customer changing region, an order re-homed) would end up twice."""
+        return CommitProperties(
+            custom_metadata={"run_id": run_id},
+            app_transactions=[Transaction(app_id=MERGE_APP_ID, version=table.version() + 1)],
+        )
+
+    def _merge_predicate(self, partitions: Iterable[str]) -> str:
+        join = " AND ".join(f"t.{k} = s.{k}" for k in self.spec.key)
+        restriction = self._target_restriction(partitions)
+        return f"{join} AND {restriction}" if restriction else join
+
+    def _update_predicate(self) -> str:
+        """The incoming row wins (SPEC §3; a full tie goes to it) and differs in more than its
+        volatile lineage."""
+        columns = precedence_columns(self.spec)
+        wins = f"s.{columns[-1]} >= t.{columns[-1]}"
+        for name in reversed(columns[:-1]):
+            wins = f"s.{name} > t.{name} OR (s.{name} = t.{name} AND ({wins}))"
+        stable = [n for n in self.schema.names if n not in VOLATILE_COLUMNS]
+        differs = " OR ".join(f"(s.{n} IS DISTINCT FROM t.{n})" for n in stable)
+        return f"({wins}) AND ({differs})"
+
+    # -- maintenance ----------------------------------------------------------------------
+    def compact(self, partitions: Iterable[str], run_id: str) -> list[str]:
+        """Compact those of these partitions that hold ``COMPACT_MIN_FILES`` files or more.
+
+        Returns the partitions compacted. Each is one commit; a conflict with another writer
+        re-reads the table and tries again."""
+        done: list[str] = []
+        for partition in sorted(set(partitions)):
+            for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+                table = self._open()
+                if table is None:
+                    return done
+                if SilverSnapshot(self, table).file_count(partition) < COMPACT_MIN_FILES:
+                    break
+                filters = [(c, "=", v) for c, v in parse_partition_path(partition).items()] or None
+                failpoint(f"silver:{self.spec.name}:before-compact")
+                try:
+                    table.optimize.compact(
+                        partition_filters=filters,
+                        writer_properties=WRITER_PROPERTIES,
+                        commit_properties=CommitProperties(custom_metadata={"run_id": run_id}),
+                    )
+                except CommitFailedError:
+                    _back_off(attempt)
+                    continue
+                failpoint(f"silver:{self.spec.name}:after-compact")
+                done.append(partition)
+                break
+        return done
+
+    def expire_before(self, column: str, cutoff: date, run_id: str) -> list[str]:
+        """Delete the rows of the date partitions before ``cutoff`` (one commit); returns those
+        partitions. Their files stay for time travel until `vacuum` removes them."""
+        for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
+            table = self._open()
+            if table is None:
+                return []
+            snapshot = SilverSnapshot(self, table)
+            old = [
+                p
+                for p in snapshot.partitions
+                if date.fromisoformat(parse_partition_path(p)[column]) < cutoff
+            ]
+            if not old:
+                return []
+            try:
+                table.delete(
+                    f"{column} < CAST('{cutoff.isoformat()}' AS DATE)",
+                    commit_properties=CommitProperties(custom_metadata={"run_id": run_id}),
+                )
+            except CommitFailedError:
+                _back_off(attempt)
+                continue
+            return old
+        raise CommitConflictError(f"{self.spec.name}: gave up expiring partitions")
+
+    def vacuum(self, retention_hours: int = VACUUM_RETENTION_HOURS) -> list[str]:
+        """Remove files no version of the last ``retention_hours`` needs, checkpoint the log
+        and drop log entries past ``delta.logRetentionDuration``; returns the files removed.
+
+        ``retention_hours`` below the table's 7 days is allowed (tests, one-off cleanups), but
+        never below what in-flight writers need: keep it at 24 or more in routine runs."""
+        table = self._open()
+        if table is None:
+            return []
+        removed = table.vacuum(
+            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False
+        )
+        table.create_checkpoint()
+        table.cleanup_metadata()
+        return list(removed)
+
+
+def _relative(path: str, root: str) -> str:
+    """A fragment path relative to the table root (fragments carry the filesystem's paths)."""
+    root = root.removeprefix("s3://").rstrip("/") + "/"
+    return path.removeprefix("s3://").split(root, 1)[-1]
 
 
 def _back_off(attempt: int) -> None:
-    time.sleep(random.uniform(0, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 6)))
+    time.sleep(random.uniform(0, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 5)))

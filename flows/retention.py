@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from prefect import flow, get_run_logger
 
@@ -11,15 +11,12 @@ from ecom_pipeline.config import load_settings
 from ecom_pipeline.datasets import SPECS, Dataset
 from ecom_pipeline.gold_build import gold_key
 from ecom_pipeline.gold_tables import GOLD_TABLES, MONTH
-from ecom_pipeline.partitioning import parse_partition_path
 from ecom_pipeline.resources import Resources, build_resources
 from ecom_pipeline.retention import Cutoffs, expired_keys
 from ecom_pipeline.silver_store import SilverStore
 from flows.alerts import alert_on_failure
 from tasks.policy import pipeline_task
 
-#: Superseded silver files stay readable this long for readers holding an older snapshot.
-VACUUM_GRACE = timedelta(days=1)
 DATE_PARTITIONS = {Dataset.ORDERS: "order_date", Dataset.PAYMENTS: "payment_date"}
 
 
@@ -42,21 +39,13 @@ def expire_files(resources: Resources, prefix: str, cutoff: date) -> int:
 
 @pipeline_task("expire-silver", task_run_name="expire-silver-{dataset}")
 def expire_silver(resources: Resources, dataset: Dataset, cutoff: date, run_id: str) -> int:
-    """Drop date partitions older than the cutoff (one commit), then vacuum old files."""
+    """Delete date partitions older than the cutoff (one Delta commit), then vacuum: files no
+    version of the last week needs go, and the log is checkpointed and trimmed to 30 days."""
     store = SilverStore(resources.lake, SPECS[dataset])
     column = DATE_PARTITIONS.get(dataset)
-    dropped = 0
-    if column is not None:
-        old = [
-            p
-            for p in store.current().partitions
-            if date.fromisoformat(parse_partition_path(p)[column]) < cutoff
-        ]
-        if old:
-            store.replace_partitions({p: store.schema.empty_table() for p in old}, run_id)
-            dropped = len(old)
-    store.vacuum(grace=VACUUM_GRACE)
-    return dropped
+    dropped = store.expire_before(column, cutoff, run_id) if column is not None else []
+    store.vacuum()
+    return len(dropped)
 
 
 @pipeline_task("expire-gold")

@@ -21,8 +21,8 @@ def write_silver(
     day: date,
     run_id: str,
 ) -> SilverOutcome:
-    """Upsert into ``processed/{dataset}/``; safe to retry (the merge is idempotent)."""
-    settings = resources.settings
+    """Upsert into ``processed/{dataset}/``; safe to retry (the merge is idempotent: a
+    re-run of committed rows writes nothing)."""
     outcome = merge_into_silver(
         resources.lake,
         dataset,
@@ -30,14 +30,13 @@ def write_silver(
         validation.accounts,
         day=day,
         run_id=run_id,
-        batch_rows=settings.merge_batch_rows,
-        scratch_dir=settings.scratch_dir,
     )
     get_run_logger().info(
-        "%s: %d partition(s) touched, %d rewritten, snapshot %d",
+        "%s: %d partition(s) touched, %d rewritten, %d compacted, Delta version %d",
         dataset,
         len(outcome.touched),
         len(outcome.rewritten),
+        len(outcome.compacted),
         outcome.version,
     )
     return outcome

@@ -1,38 +1,27 @@
-"""Partition paths and the split of rows by partition (SPEC §4)."""
+"""Partition paths of the silver layer (SPEC §4)."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from ecom_pipeline.datasets import SPECS, Dataset
-from ecom_pipeline.partitioning import (
-    PartitionValueError,
-    partition_column,
-    split_by_partition,
-)
-
-PATHS = ["order_date=2026-11-20/customer_region=EU", "order_date=2026-11-19/customer_region=NA", ""]
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(PATHS), max_size=60), st.booleans())
-def test_split_keeps_every_row_once_in_order_and_partitions_sorted(
-    paths: list[str], chunked: bool
-) -> None:
-    table = pa.table({"row": list(range(len(paths)))})
-    array = pa.chunked_array([paths[:7], paths[7:]], pa.string()) if chunked else pa.array(paths)
-
-    parts = list(split_by_partition(table, array))
-
-    assert [name for name, _ in parts] == sorted(set(paths))
-    for name, part in parts:
-        assert part.column("row").to_pylist() == [i for i, p in enumerate(paths) if p == name]
+from ecom_pipeline.partitioning import PartitionValueError, partition_column
 
 
 def test_partition_column_refuses_a_value_that_cannot_name_a_folder() -> None:
     spec = SPECS[Dataset.CUSTOMERS]
     with pytest.raises(PartitionValueError, match="customer_region"):
         partition_column(pa.table({"customer_region": ["EU", "../x"]}), spec)
+
+
+def test_partition_paths_are_hive_folders_and_parse_back() -> None:
+    from datetime import date
+
+    from ecom_pipeline.partitioning import parse_partition_path
+
+    orders = pa.table({"order_date": [date(2026, 11, 20)], "customer_region": ["EU"]})
+    [path] = partition_column(orders, SPECS[Dataset.ORDERS]).to_pylist()
+    assert path == "order_date=2026-11-20/customer_region=EU"
+    assert parse_partition_path(path) == {"order_date": "2026-11-20", "customer_region": "EU"}
+    assert partition_column(pa.table({"age": [30]}), SPECS[Dataset.EMPLOYEES]).to_pylist() == [""]

@@ -1,17 +1,23 @@
-"""Silver upsert and commit protocol (SPEC §4), on a local folder and on an S3 API."""
+"""Silver as Delta tables (SPEC §4): the upsert, its accounting, commits, maintenance and
+readers, on a local folder and on an S3 API (moto's server over HTTP)."""
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
+import random
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
 
-from ecom_pipeline.adapters.lake import Lake, LakeKeyError, LocalLake
+from ecom_pipeline.adapters.lake import Lake, LakeKeyError, LocalLake, open_lake
 from ecom_pipeline.datasets import SPECS, Dataset, silver_schema
+from ecom_pipeline.dedup import latest_per_key
 from ecom_pipeline.partitioning import PartitionValueError, partition_path
-from ecom_pipeline.silver_store import SilverStore
+from ecom_pipeline.silver_store import ACCOUNTED, COMPACT_MIN_FILES, SilverStore
 
 ORDERS = SPECS[Dataset.ORDERS]
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
@@ -43,7 +49,7 @@ def content(store: SilverStore) -> dict[str, tuple[str, str]]:
     snapshot = store.current()
     result = {}
     for partition in snapshot.partitions:
-        for row in store.read(partitions=[partition], snapshot=snapshot).to_pylist():
+        for row in snapshot.read(partitions=[partition]).to_pylist():
             assert row["order_id"] not in result, "a key is held twice"
             result[row["order_id"]] = (partition, row["order_status"])
     return result
@@ -51,6 +57,7 @@ def content(store: SilverStore) -> dict[str, tuple[str, str]]:
 
 P20_EU = "order_date=2026-11-20/customer_region=EU"
 P18_EU = "order_date=2026-11-18/customer_region=EU"
+REGIONS = ["EU", "NA", "APAC"]
 
 
 def test_late_update_replaces_the_row_in_its_original_partition(lake: Lake) -> None:
@@ -63,7 +70,8 @@ def test_late_update_replaces_the_row_in_its_original_partition(lake: Lake) -> N
     )
     result = store.merge(orders(("A", "2026-11-18", "EU", 60, "delivered", 20)), "r2")
     assert content(store) == {"A": (P18_EU, "delivered"), "B": (P20_EU, "placed")}
-    assert result.rewritten == [P18_EU]  # B's partition was not rewritten
+    assert result.rewritten == [P18_EU]
+    assert result.metrics["num_target_files_removed"] == 1  # B's partition was not rewritten
     assert result.written_by_source == {"raw/orders/dt=2026-11-20/orders.csv": 1}
 
 
@@ -81,24 +89,38 @@ def test_redelivered_identical_rows_change_nothing(lake: Lake) -> None:
     store = SilverStore(lake, ORDERS)
     rows = orders(("A", "2026-11-20", "EU", 0, "placed", 20))
     store.merge(rows, "r1")
-    files = [f.key for f in store.current().files()]
+    version = store.current().version
     result = store.merge(rows, "r2")
-    assert [f.key for f in store.current().files()] == files
+    assert store.current().version == version
     assert result.rewritten == [] and result.touched == [P20_EU]
+    assert result.written_by_source == {"raw/orders/dt=2026-11-20/orders.csv": 1}  # a tie wins
+
+
+def test_a_key_twice_in_one_batch_is_inserted_once(lake: Lake) -> None:
+    store = SilverStore(lake, ORDERS)
+    result = store.merge(
+        orders(
+            ("A", "2026-11-20", "EU", 0, "placed", 20), ("A", "2026-11-20", "EU", 9, "shipped", 20)
+        ),
+        "r1",
+    )
+    assert content(store) == {"A": (P20_EU, "shipped")}
+    assert result.written_by_source == {"raw/orders/dt=2026-11-20/orders.csv": 1}
 
 
 def test_a_row_whose_partition_changes_moves_and_leaves_nothing_behind(lake: Lake) -> None:
     store = SilverStore(lake, ORDERS)
     store.merge(orders(("A", "2026-11-20", "UNKNOWN", 0, "placed", 20)), "r1")
-    store.merge(orders(("A", "2026-11-20", "EU", 0, "placed", 20)), "r2")  # same version: tie
+    result = store.merge(orders(("A", "2026-11-20", "EU", 0, "placed", 20)), "r2")  # a tie
     assert content(store) == {"A": (P20_EU, "placed")}
     assert "order_date=2026-11-20/customer_region=UNKNOWN" not in store.current().partitions
+    assert result.touched == [P20_EU, "order_date=2026-11-20/customer_region=UNKNOWN"]
 
 
 def test_uncommitted_files_are_invisible(lake: Lake) -> None:
     store = SilverStore(lake, ORDERS)
     store.merge(orders(("A", "2026-11-20", "EU", 0, "placed", 20)), "r1")
-    # A writer that died after writing a data file but before committing its snapshot:
+    # A writer that died after writing a data file but before its commit:
     lake.write_parquet(
         f"processed/orders/{P20_EU}/part-dead-000.parquet",
         orders(("Z", "2026-11-20", "EU", 0, "placed", 20)),
@@ -106,44 +128,185 @@ def test_uncommitted_files_are_invisible(lake: Lake) -> None:
     assert content(store) == {"A": (P20_EU, "placed")}
 
 
-def test_concurrent_writers_on_the_same_partition_lose_nothing(lake: Lake) -> None:
+def day_of_orders(seed: int, day: int, count: int) -> pa.Table:
+    """A delivery of day ``day``: new orders of that day, late updates of the three days
+    before (some stale, some moving to another region), and duplicates within the file."""
+    rng = np.random.default_rng(seed * 1000 + day)
+    rows = []
+    for n in range(count):
+        rows.append((f"O{day:02d}{n:05d}", day, REGIONS[n % 3], int(rng.integers(0, 600))))
+    for _ in range(count // 5):
+        old_day = day - int(rng.integers(1, 4))
+        if old_day >= 1:
+            number = int(rng.integers(0, count))
+            minutes = int(rng.integers(-300, 900))
+            rows.append((f"O{old_day:02d}{number:05d}", old_day, str(rng.choice(REGIONS)), minutes))
+    for _ in range(count // 10):
+        rows.append(rows[int(rng.integers(0, len(rows)))])
+    source = f"raw/orders/dt=2026-11-{day:02d}/orders.csv"
+    return pa.Table.from_pylist(
+        [
+            {
+                "order_id": key,
+                "customer_id": f"C{line % 17}",
+                "order_date": date(2026, 11, order_day),
+                "order_status": "placed",
+                "total_amount": None,
+                "updated_at": T0 + timedelta(minutes=minutes),
+                "customer_region": region,
+                "_source_file": source,
+                "_source_line": line + 2,
+                "_ingested_at": T0 + timedelta(days=day),
+                "_run_id": f"run-{day}",
+            }
+            for line, (key, order_day, region, minutes) in enumerate(rows)
+        ],
+        schema=silver_schema(ORDERS),
+    )
+
+
+def rows_of(table: pa.Table) -> list[tuple]:
+    return sorted(
+        tuple(r.values()) for r in table.drop_columns(["_ingested_at", "_run_id"]).to_pylist()
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_days_merged_in_any_order_give_the_duplicate_rule_over_all_of_them(
+    tmp_path, seed: int
+) -> None:
+    days = [day_of_orders(seed, day, 60) for day in range(1, 6)]
+    expected = latest_per_key(pa.concat_tables(days), ORDERS)
+    order = list(range(5))
+    random.Random(seed).shuffle(order)
+    store = SilverStore(LocalLake(tmp_path), ORDERS)
+    written: dict[str, int] = {}
+    for index in order:
+        result = store.merge(days[index], f"run-{index}")
+        written.update(result.written_by_source)
+    got = store.read()
+    assert len(set(got.column("order_id").to_pylist())) == got.num_rows, "a key held twice"
+    assert rows_of(got) == rows_of(expected)
+    # in order of days, the rows a file wrote are exactly its rows that survive
+    if order == sorted(order):
+        counts = expected.group_by("_source_file").aggregate([("order_id", "count")])
+        assert written == dict(
+            zip(counts.column(0).to_pylist(), counts.column(1).to_pylist(), strict=True)
+        )
+
+
+def test_moved_rows_are_merged_but_not_counted_for_any_file(tmp_path) -> None:
+    store = SilverStore(LocalLake(tmp_path), ORDERS)
+    delivery = latest_per_key(day_of_orders(seed=2, day=1, count=60), ORDERS)
+    flagged = delivery.append_column(
+        ACCOUNTED, pa.array([n % 2 == 0 for n in range(delivery.num_rows)])
+    )
+    result = store.merge(flagged, "run-1")
+    assert sum(result.written_by_source.values()) == (delivery.num_rows + 1) // 2
+    assert store.read().num_rows == delivery.num_rows
+
+
+def _concurrent_writer(lake_uri: str, endpoint: str | None, index: int, start: float) -> None:
+    import time
+
+    lake = open_lake(lake_uri, endpoint_url=endpoint)
+    time.sleep(max(0.0, start - time.time()))  # all writers start together
+    for batch in range(3):
+        key = f"w{index}-{batch}"
+        rows = [(key, "2026-11-20", "EU", 0, "placed", 20)]
+        # every writer also updates the shared row: exactly one version of it must survive
+        rows.append(("shared", "2026-11-20", "EU", index * 10 + batch + 1, f"s{index}{batch}", 20))
+        # and moves another one to a partition of its own: it must not end up in two
+        rows.append(("mover", "2026-11-20", REGIONS[index], index * 10 + batch, "placed", 20))
+        SilverStore(lake, ORDERS).merge(orders(*rows), key)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_concurrent_writer_processes_lose_nothing_and_double_nothing(
+    where: str, request: pytest.FixtureRequest
+) -> None:
+    import time
+
+    if where == "local":
+        uri, endpoint = request.getfixturevalue("local_lake_uri"), None
+    else:
+        uri, endpoint = (
+            request.getfixturevalue("s3_lake_uri"),
+            request.getfixturevalue("moto_endpoint"),
+        )
+    lake = open_lake(uri, endpoint_url=endpoint)
     store = SilverStore(lake, ORDERS)
     store.merge(orders(("seed", "2026-11-20", "EU", 0, "placed", 20)), "r0")
-    barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
-
-    def writer(index: int) -> None:
-        try:
-            barrier.wait()
-            for batch in range(3):
-                key = f"w{index}-{batch}"
-                SilverStore(lake, ORDERS).merge(
-                    orders((key, "2026-11-20", "EU", 0, "placed", 20)), key
-                )
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    assert set(content(store)) == {"seed"} | {f"w{i}-{b}" for i in range(4) for b in range(3)}
-
-
-def test_vacuum_removes_only_unreferenced_old_files(lake: Lake) -> None:
-    store = SilverStore(lake, ORDERS)
-    store.merge(orders(("A", "2026-11-20", "EU", 0, "placed", 20)), "r1")
-    store.merge(orders(("A", "2026-11-20", "EU", 5, "shipped", 20)), "r2")
-    live = {f.key for f in store.current().files()}
-    assert store.vacuum(grace=timedelta(days=1), keep_snapshots=1) == [
-        "processed/orders/_snapshots/0000000001.json"
+    context = multiprocessing.get_context("spawn")  # delta-rs refuses to run after a fork
+    start = time.time() + 3.0
+    workers = [
+        context.Process(target=_concurrent_writer, args=(uri, endpoint, i, start)) for i in range(3)
     ]
-    removed = store.vacuum(grace=timedelta(seconds=-1), keep_snapshots=1)
-    assert len([k for k in removed if k.endswith(".parquet")]) == 1
-    assert {f.key for f in store.current().files()} == live
-    assert content(store) == {"A": (P20_EU, "shipped")}
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    held = content(store)  # fails on a key held twice
+    written = {f"w{i}-{b}" for i in range(3) for b in range(3)}
+    assert set(held) == {"seed", "shared", "mover"} | written
+    assert held["shared"] == (P20_EU, "s22")  # the latest updated_at of all writers
+    assert held["mover"] == ("order_date=2026-11-20/customer_region=APAC", "placed")
+    assert store.current().version == 1 + 9  # one commit per merge, none lost
+
+
+def test_compaction_merges_a_partitions_small_files_and_keeps_its_rows(lake: Lake) -> None:
+    store = SilverStore(lake, ORDERS)
+    for n in range(COMPACT_MIN_FILES):
+        store.merge(orders((f"K{n}", "2026-11-20", "EU", 0, "placed", 20)), f"r{n}")
+    store.merge(orders(("X", "2026-11-18", "EU", 0, "placed", 20)), "other")
+    before = store.read()
+    assert store.current().file_count(P20_EU) == COMPACT_MIN_FILES
+    assert store.compact([P20_EU, P18_EU], "maintenance") == [P20_EU]  # P18 has one file
+    assert store.current().file_count(P20_EU) == 1
+    assert rows_of(store.read()) == rows_of(before)
+
+
+def test_retention_deletes_old_partitions_and_vacuum_removes_their_files(lake: Lake) -> None:
+    store = SilverStore(lake, ORDERS)
+    store.merge(
+        orders(
+            ("A", "2026-11-18", "EU", 0, "placed", 18), ("B", "2026-11-20", "EU", 0, "placed", 20)
+        ),
+        "r1",
+    )
+    store.merge(orders(("B", "2026-11-20", "EU", 5, "shipped", 20)), "r2")
+    assert store.expire_before("order_date", date(2026, 11, 19), "retention") == [P18_EU]
+    assert content(store) == {"B": (P20_EU, "shipped")}
+    # time travel still sees the deleted rows until the files are vacuumed
+    assert "A" in store.current(version=1).read().column("order_id").to_pylist()
+    assert store.vacuum(retention_hours=24 * 7) == []  # routine: every file is younger
+    removed = store.vacuum(retention_hours=0)
+    assert len(removed) == 2  # A's file and B's replaced version
+    assert content(store) == {"B": (P20_EU, "shipped")}
+    data = [o.key for o in lake.list("processed/orders/order_date=")]
+    assert len(data) == 1
+
+
+def test_other_engines_read_the_committed_rows_directly(lake: Lake) -> None:
+    import duckdb
+    import polars as pl
+
+    store = SilverStore(lake, ORDERS)
+    store.merge(
+        orders(
+            ("A", "2026-11-18", "EU", 0, "placed", 18), ("B", "2026-11-20", "NA", 0, "placed", 20)
+        ),
+        "r1",
+    )
+    store.merge(orders(("A", "2026-11-18", "EU", 9, "shipped", 20)), "r2")
+    table = DeltaTable(store.uri, storage_options=store.storage_options)
+    silver_orders = table.to_pyarrow_dataset()  # noqa: F841 - DuckDB finds it by its name
+    assert duckdb.sql(
+        "select order_id, order_status from silver_orders order by order_id"
+    ).fetchall() == [("A", "shipped"), ("B", "placed")]
+    frame = pl.scan_delta(store.uri, storage_options=store.storage_options).collect()
+    assert sorted(frame["order_status"].to_list()) == ["placed", "shipped"]
 
 
 @pytest.mark.parametrize("value", ["..", "../x", "a/b", "", ".", "EU/../../etc", "x" * 65, "é"])
@@ -168,3 +331,18 @@ def test_a_hostile_partition_value_writes_and_deletes_nothing(tmp_path) -> None:
 def test_lake_keys_cannot_leave_the_root(tmp_path, key: str) -> None:
     with pytest.raises(LakeKeyError):
         LocalLake(tmp_path).write_bytes(key, b"x")
+
+
+def test_a_merge_onto_a_stale_version_conflicts_even_when_its_partitions_differ(
+    lake: Lake,
+) -> None:
+    store = SilverStore(lake, ORDERS)
+    store.merge(orders(("seed", "2026-11-18", "EU", 0, "placed", 18)), "r0")
+    stale = DeltaTable(store.uri, storage_options=store.storage_options)
+    store.merge(orders(("K", "2026-11-20", "EU", 0, "placed", 20)), "winner")
+    # A writer still on the old version moves K to another partition: it must not commit.
+    late = store._prepared(orders(("K", "2026-11-20", "NA", 5, "shipped", 20)))
+    with pytest.raises(CommitFailedError):
+        store._merge_onto(stale, late, "loser")
+    store.merge(orders(("K", "2026-11-20", "NA", 5, "shipped", 20)), "loser")  # the retry
+    assert content(store)["K"] == ("order_date=2026-11-20/customer_region=NA", "shipped")

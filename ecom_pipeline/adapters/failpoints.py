@@ -1,9 +1,16 @@
-"""Crash injection for the crash-safety tests: kill the process after the N-th lake write.
+"""Crash injection for the crash-safety tests: kill the process at a named step or a lake write.
 
-Set ``ECOM_FAILPOINT_KILL_AFTER_WRITE=N:prefix`` and the lake sends SIGKILL to its own process
-right after the N-th write (``write_bytes`` or ``put_if_absent``) of a key under ``prefix``
-completes. Unset, `with_failpoints` returns the lake unchanged, so production pays nothing.
-A kill from inside the process lands at an exact, repeatable step, which a timer cannot do.
+Two switches, both unset in production (then nothing here costs anything):
+
+- ``ECOM_FAILPOINT_KILL_AFTER_WRITE=N:prefix``: the lake sends SIGKILL to its own process right
+  after the N-th write (``write_bytes`` or ``put_if_absent``) of a key under ``prefix``.
+- ``ECOM_FAILPOINT_KILL_AT=name`` or ``name@seconds``: `failpoint` calls named ``name`` kill the
+  process at once, or start a timer that kills it that many seconds later. Silver's Delta
+  commits happen inside delta-rs (Rust): named points mark our own steps around them, and a
+  timer lands a kill in the middle of a merge or a compaction.
+
+A kill from inside the process lands at an exact, repeatable step, which an outside timer
+cannot do.
 """
 
 from __future__ import annotations
@@ -11,12 +18,33 @@ from __future__ import annotations
 import builtins
 import os
 import signal
+import threading
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from ecom_pipeline.adapters.lake import Lake, LakeObject
 
 FAILPOINT_ENV = "ECOM_FAILPOINT_KILL_AFTER_WRITE"
+FAILPOINT_AT_ENV = "ECOM_FAILPOINT_KILL_AT"
+
+
+def _kill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def failpoint(name: str) -> None:
+    """Kill this process here (or after a delay) if ``ECOM_FAILPOINT_KILL_AT`` names ``name``."""
+    setting = os.environ.get(FAILPOINT_AT_ENV)
+    if not setting:
+        return
+    target, _, delay = setting.partition("@")
+    if target != name:
+        return
+    if not delay:
+        _kill()
+    timer = threading.Timer(float(delay), _kill)
+    timer.daemon = True
+    timer.start()
 
 
 class KillAfterWrites(Lake):
@@ -32,7 +60,7 @@ class KillAfterWrites(Lake):
         if key.startswith(self.prefix):
             self.remaining -= 1
             if self.remaining == 0:
-                os.kill(os.getpid(), signal.SIGKILL)
+                _kill()
 
     def read_bytes(self, key: str) -> bytes:
         return self.inner.read_bytes(key)
@@ -60,6 +88,12 @@ class KillAfterWrites(Lake):
 
     def uri(self, key: str) -> str:
         return self.inner.uri(key)
+
+    def table_uri(self, key: str) -> str:
+        return self.inner.table_uri(key)
+
+    def delta_storage_options(self) -> dict[str, str]:
+        return self.inner.delta_storage_options()
 
 
 def with_failpoints(lake: Lake) -> Lake:

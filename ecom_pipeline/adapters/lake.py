@@ -113,6 +113,15 @@ class Lake(ABC):
     def uri(self, key: str) -> str:
         """The object's address for other tools (an absolute path or ``s3://…``)."""
 
+    # -- Delta tables (silver) --------------------------------------------------------------
+    def table_uri(self, key: str) -> str:
+        """The address delta-rs opens the table under ``key`` by."""
+        return self.uri(key)
+
+    def delta_storage_options(self) -> dict[str, str]:
+        """delta-rs storage options for this lake (credentials come from the environment)."""
+        return {}
+
     # -- built on the primitives ----------------------------------------------------------
     def exists(self, key: str) -> bool:
         try:
@@ -369,6 +378,16 @@ class S3Lake(Lake):
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
+
+    def delta_storage_options(self) -> dict[str, str]:
+        # Commits use S3's conditional put (delta-rs 1.x default): no locking provider, no
+        # DynamoDB. A local S3 API (moto, MinIO) is reached over plain HTTP.
+        options = {"AWS_REGION": self.region}
+        if self.endpoint_url:
+            options["AWS_ENDPOINT_URL"] = self.endpoint_url
+            if self.endpoint_url.startswith("http://"):
+                options["AWS_ALLOW_HTTP"] = "true"
+        return options
 
 
 def open_lake(lake_uri: str, *, endpoint_url: str | None = None, region: str = "us-east-1") -> Lake:

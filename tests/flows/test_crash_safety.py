@@ -1,5 +1,10 @@
 """Crash safety (SPEC §4): a daily run killed with SIGKILL at any step of its silver writes,
-then run again, leaves silver and gold exactly as an uninterrupted run does."""
+then run again, leaves silver and gold exactly as an uninterrupted run does.
+
+Silver commits happen inside delta-rs, so the kills land at our own steps around each merge
+(named failpoints: before the merge starts, after its commit) and at timed instants inside the
+merges (a timer started as the merge begins), on a local folder and on the S3 API.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +16,17 @@ import sys
 from datetime import date
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import boto3
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-from ecom_pipeline.adapters.failpoints import FAILPOINT_ENV
-from ecom_pipeline.adapters.lake import LocalLake
+from ecom_pipeline.adapters.failpoints import FAILPOINT_AT_ENV
+from ecom_pipeline.adapters.lake import Lake, LocalLake, open_lake
 from ecom_pipeline.datasets import INGESTED_AT, RUN_ID, SPECS, Dataset
 from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
 from ecom_pipeline.silver_store import SilverStore
 from flows.daily import daily
+from tests.conftest import BUCKET
 from tests.flows.test_daily import warehouse_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
@@ -28,12 +34,32 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 FIRST, MIDDLE, SECOND = date(2026, 11, 17), date(2026, 11, 18), date(2026, 11, 19)
 #: Enough late updates that the last day rewrites partitions of the two days before it.
 CONFIG = GeneratorConfig(orders_per_day=800, employees=20, seed=5)
-MIN_KILL_POINTS = 20
+#: Every silver step of the run: killed as the merge starts, and after its commit.
+NAMED = [
+    f"silver:{dataset}:{step}"
+    for dataset in ("customers", "orders", "payments", "employees")
+    for step in ("before-merge", "after-merge")
+]
+#: Kills inside delta-rs: this long after a merge begins (data files written, commit pending
+#: or under way).
+TIMED = [
+    "silver:customers:before-merge@0.02",
+    "silver:orders:before-merge@0.01",
+    "silver:orders:before-merge@0.05",
+    "silver:orders:before-merge@0.15",
+    "silver:payments:before-merge@0.03",
+    "silver:payments:before-merge@0.1",
+]
+S3_KILLS = [
+    "silver:orders:before-merge",
+    "silver:orders:after-merge",
+    "silver:orders:before-merge@0.05",
+    "silver:payments:before-merge@0.1",
+]
 
 
-def silver_state(lake_root: Path) -> dict[str, list[tuple]]:
+def silver_state(lake: Lake) -> dict[str, list[tuple]]:
     """Every committed silver row (lineage of the writing run left out), sorted."""
-    lake = LocalLake(lake_root)
     state = {}
     for dataset in Dataset:
         rows = SilverStore(lake, SPECS[dataset]).read().drop_columns([INGESTED_AT, RUN_ID])
@@ -41,72 +67,146 @@ def silver_state(lake_root: Path) -> dict[str, list[tuple]]:
     return state
 
 
-def gold_files(lake_root: Path) -> dict[str, list[tuple]]:
+def gold_state(lake: Lake) -> dict[str, list[tuple]]:
     return {
-        path.relative_to(lake_root).as_posix(): sorted(
-            tuple(r.values()) for r in pq.read_table(path).to_pylist()
-        )
-        for path in sorted((lake_root / "gold").rglob("*.parquet"))
+        o.key: sorted(tuple(r.values()) for r in lake.read_parquet([o.key]).to_pylist())
+        for o in lake.list("gold/")
     }
 
 
-def use(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ECOM_LAKE_URI", str(folder / "lake"))
-    monkeypatch.setenv("ECOM_WAREHOUSE_URL", f"duckdb:///{folder / 'warehouse.duckdb'}")
+def data_files(lake_root: Path) -> set[Path]:
+    return {
+        p.relative_to(lake_root)
+        for p in (lake_root / "processed").rglob("*.parquet")
+        if "_delta_log" not in p.parts
+    }
 
 
-def test_sigkill_at_every_silver_write_then_rerun_equals_an_uninterrupted_run(
+def uncommitted_files(lake_root: Path, before: set[Path]) -> set[Path]:
+    """Silver data files the killed run wrote that the newest version does not reference."""
+    found = set()
+    for dataset in Dataset:
+        folder = lake_root / "processed" / dataset.value
+        snapshot = SilverStore(LocalLake(lake_root), SPECS[dataset]).current()
+        live = {p for paths in snapshot.files_by_partition().values() for p in paths}
+        for path in folder.rglob("*.parquet"):
+            relative = path.relative_to(folder).as_posix()
+            if not relative.startswith("_delta_log/") and relative not in live:
+                found.add(path.relative_to(lake_root))
+    return found - before
+
+
+def use(monkeypatch: pytest.MonkeyPatch, lake_uri: str, warehouse: Path) -> None:
+    monkeypatch.setenv("ECOM_LAKE_URI", lake_uri)
+    monkeypatch.setenv("ECOM_WAREHOUSE_URL", f"duckdb:///{warehouse}")
+
+
+def run_killed(cwd: Path, lake_uri: str, warehouse: Path, kill_at: str) -> None:
+    env = {
+        **os.environ,
+        "ECOM_LAKE_URI": lake_uri,
+        "ECOM_WAREHOUSE_URL": f"duckdb:///{warehouse}",
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        FAILPOINT_AT_ENV: kill_at,
+    }
+    killed = subprocess.run(
+        [sys.executable, "-m", "ecom_pipeline.cli", "run", "--date", SECOND.isoformat()],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr[-2000:])
+
+
+def test_sigkill_at_every_silver_step_then_rerun_equals_an_uninterrupted_run(
     pipeline_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base = pipeline_env / "base"
     lake = LocalLake(base / "lake")
     for day in (FIRST, MIDDLE, SECOND):
         write_raw_files(lake, generate_day(day, CONFIG, first_day=FIRST))
-    use(base, monkeypatch)
+    use(monkeypatch, str(base / "lake"), base / "warehouse.duckdb")
     daily(run_date=FIRST)
     daily(run_date=MIDDLE)
 
     reference = pipeline_env / "reference"
     shutil.copytree(base, reference)
-    use(reference, monkeypatch)
+    use(monkeypatch, str(reference / "lake"), reference / "warehouse.duckdb")
     daily(run_date=SECOND)
-    expected_silver = silver_state(reference / "lake")
-    expected_gold = gold_files(reference / "lake")
+    expected_silver = silver_state(LocalLake(reference / "lake"))
+    expected_gold = gold_state(LocalLake(reference / "lake"))
     expected_warehouse = warehouse_rows(f"duckdb:///{reference / 'warehouse.duckdb'}")
-    before = {p for p in (base / "lake" / "processed").rglob("*") if p.is_file()}
-    after = {p for p in (reference / "lake" / "processed").rglob("*") if p.is_file()}
-    silver_writes = len(
-        {p.relative_to(reference) for p in after} - {p.relative_to(base) for p in before}
-    )
-    assert silver_writes >= MIN_KILL_POINTS, "the second day must rewrite enough partitions"
 
     # The killed runs' scratch folders must not outlive them: the next run removes them.
     scratch = pipeline_env / "scratch"
     monkeypatch.setenv("ECOM_SCRATCH_DIR", str(scratch))
-    for kill_after in range(1, silver_writes + 1):
-        scenario = pipeline_env / f"kill-{kill_after:02d}"
+    base_files = data_files(base / "lake")
+    killed_mid_merge = []
+    for number, kill_at in enumerate(NAMED + TIMED):
+        scenario = pipeline_env / f"kill-{number:02d}"
         shutil.copytree(base, scenario)
-        env = {
-            **os.environ,
-            "ECOM_LAKE_URI": str(scenario / "lake"),
-            "ECOM_WAREHOUSE_URL": f"duckdb:///{scenario / 'warehouse.duckdb'}",
-            "PREFECT_API_URL": PREFECT_API_URL.value(),
-            FAILPOINT_ENV: f"{kill_after}:processed/",
-        }
-        killed = subprocess.run(
-            [sys.executable, "-m", "ecom_pipeline.cli", "run", "--date", SECOND.isoformat()],
-            env=env,
-            cwd=pipeline_env,
-            capture_output=True,
-            timeout=300,
-        )
-        assert killed.returncode == -signal.SIGKILL, (kill_after, killed.stderr[-2000:])
-        assert any(scratch.iterdir()), "a run killed in its silver step leaves its scratch"
+        run_killed(pipeline_env, str(scenario / "lake"), scenario / "warehouse.duckdb", kill_at)
+        if uncommitted_files(scenario / "lake", base_files):
+            killed_mid_merge.append(kill_at)  # data files written, commit never made
 
-        use(scenario, monkeypatch)
-        assert daily(run_date=SECOND).succeeded
-        assert not any(scratch.iterdir()), kill_after
-        assert silver_state(scenario / "lake") == expected_silver, kill_after
-        assert gold_files(scenario / "lake") == expected_gold, kill_after
+        use(monkeypatch, str(scenario / "lake"), scenario / "warehouse.duckdb")
+        assert daily(run_date=SECOND).succeeded, kill_at
+        assert not any(scratch.iterdir()), kill_at
+        assert silver_state(LocalLake(scenario / "lake")) == expected_silver, kill_at
+        assert gold_state(LocalLake(scenario / "lake")) == expected_gold, kill_at
         assert warehouse_rows(f"duckdb:///{scenario / 'warehouse.duckdb'}") == expected_warehouse
         shutil.rmtree(scenario)
+    # At least one timer must have landed inside delta-rs, between its data files and commit.
+    assert set(killed_mid_merge) & set(TIMED), killed_mid_merge
+
+
+def copy_prefix(endpoint: str, source: str, target: str) -> None:
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    source_prefix = source.removeprefix(f"s3://{BUCKET}/") + "/"
+    target_prefix = target.removeprefix(f"s3://{BUCKET}/") + "/"
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=BUCKET, Prefix=source_prefix
+    ):
+        for item in page.get("Contents", []):
+            client.copy_object(
+                Bucket=BUCKET,
+                Key=target_prefix + item["Key"][len(source_prefix) :],
+                CopySource={"Bucket": BUCKET, "Key": item["Key"]},
+            )
+
+
+def test_sigkill_during_silver_commits_on_the_s3_api_then_rerun_equals_an_uninterrupted_run(
+    pipeline_env: Path, monkeypatch: pytest.MonkeyPatch, s3_lake_uri: str, moto_endpoint: str
+) -> None:
+    monkeypatch.setenv("ECOM_AWS_ENDPOINT_URL", moto_endpoint)
+    base_uri = f"{s3_lake_uri}/base"
+    lake = open_lake(base_uri, endpoint_url=moto_endpoint)
+    for day in (FIRST, MIDDLE, SECOND):
+        write_raw_files(lake, generate_day(day, CONFIG, first_day=FIRST))
+    base_warehouse = pipeline_env / "base.duckdb"
+    use(monkeypatch, base_uri, base_warehouse)
+    daily(run_date=FIRST)
+    daily(run_date=MIDDLE)
+
+    reference_uri = f"{s3_lake_uri}/reference"
+    copy_prefix(moto_endpoint, base_uri, reference_uri)
+    shutil.copy(base_warehouse, pipeline_env / "reference.duckdb")
+    use(monkeypatch, reference_uri, pipeline_env / "reference.duckdb")
+    daily(run_date=SECOND)
+    reference = open_lake(reference_uri, endpoint_url=moto_endpoint)
+    expected_silver, expected_gold = silver_state(reference), gold_state(reference)
+    assert expected_silver["orders"]
+
+    for number, kill_at in enumerate(S3_KILLS):
+        scenario_uri = f"{s3_lake_uri}/kill-{number:02d}"
+        copy_prefix(moto_endpoint, base_uri, scenario_uri)
+        warehouse = pipeline_env / f"kill-{number:02d}.duckdb"
+        shutil.copy(base_warehouse, warehouse)
+        run_killed(pipeline_env, scenario_uri, warehouse, kill_at)
+
+        use(monkeypatch, scenario_uri, warehouse)
+        assert daily(run_date=SECOND).succeeded, kill_at
+        scenario = open_lake(scenario_uri, endpoint_url=moto_endpoint)
+        assert silver_state(scenario) == expected_silver, kill_at
+        assert gold_state(scenario) == expected_gold, kill_at

@@ -59,6 +59,10 @@ def test_retention_expires_old_data_everywhere_and_keeps_recent(pipeline_env: Pa
     assert [p for p in orders.partitions if p.startswith(f"order_date={RECENT}")]
     payments = SilverStore(lake, SPECS[Dataset.PAYMENTS]).current()
     assert list(payments.partitions) == [f"payment_date={RECENT}"]
+    # the deleted rows' files stay for a week of time travel, then vacuum removes them
+    assert (lake_root / "processed" / "payments" / f"payment_date={OLD}").exists()
+    assert payments.table is not None and payments.table.get_add_actions().num_rows == 1
+    assert list((lake_root / "processed" / "payments" / "_delta_log").glob("*.checkpoint.parquet"))
     assert not (lake_root / "gold" / "daily_revenue" / "month=2020-11").exists()
     assert (lake_root / "gold" / "daily_revenue" / "month=2026-11").exists()
     rows = warehouse_rows(load_settings().warehouse_url.get_secret_value())
