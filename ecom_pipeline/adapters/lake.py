@@ -33,6 +33,7 @@ from ecom_pipeline.errors import ConfigurationError, PipelineError
 PARQUET_COMPRESSION = "zstd"
 PARQUET_ROW_GROUP_SIZE = 256 * 1024
 _FOLDER_RACE_RETRIES = 50
+_BODY_READ_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,10 @@ class Lake(ABC):
 
     @abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Create the object only if the key is free; False (and no change) if it exists."""
+        """Create the object only if the key is free; False (and no change) if it exists.
+
+        ``data`` must be unique to the caller (a token, a run id): an object with the very same
+        bytes counts as this caller's own create, whose reply a retry may have lost."""
 
     @abstractmethod
     def list(self, prefix: str) -> builtins.list[LakeObject]:
@@ -244,11 +248,20 @@ class S3Lake(Lake):
         return self.prefix + check_key(key)
 
     def read_bytes(self, key: str) -> bytes:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except self.client.exceptions.NoSuchKey:
-            raise FileNotFoundError(self.uri(key)) from None
-        return bytes(response["Body"].read())
+        from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+
+        # botocore retries a request, not the read of its body: a body cut short is read again.
+        for attempt in range(_BODY_READ_ATTEMPTS):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            except self.client.exceptions.NoSuchKey:
+                raise FileNotFoundError(self.uri(key)) from None
+            try:
+                return bytes(response["Body"].read())
+            except (IncompleteReadError, ResponseStreamingError):
+                if attempt == _BODY_READ_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def open_binary(self, key: str) -> BinaryIO:
         try:
@@ -271,9 +284,16 @@ class S3Lake(Lake):
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status != 412 and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            # The client retries a PUT whose reply was lost, and the retry's 412 may answer our
+            # own create. Callers' data is unique (a lock token, a run id): equal bytes mean the
+            # object is ours.
+            try:
+                return self.read_bytes(key) == data
+            except FileNotFoundError:
                 return False
-            raise
         return True
 
     def list(self, prefix: str) -> builtins.list[LakeObject]:
