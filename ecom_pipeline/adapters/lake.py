@@ -42,6 +42,7 @@ _FOLDER_RACE_RETRIES = 50
 #: A local write stages its bytes under this name first; listings never show such files.
 _STAGING_PREFIX = ".ecom-lake-write-"
 _STAGING_SUFFIX = ".part"
+_BODY_READ_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,10 @@ class Lake(ABC):
 
     @abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Create the object only if the key is free; False (and no change) if it exists."""
+        """Create the object only if the key is free; False (and no change) if it exists.
+
+        ``data`` must be unique to the caller (a token, a run id): an object with the very same
+        bytes counts as this caller's own create, whose reply a retry may have lost."""
 
     @abstractmethod
     def list(self, prefix: str) -> builtins.list[LakeObject]:
@@ -316,11 +320,20 @@ class S3Lake(Lake):
         return f"{self.bucket}/{self._key(key)}"
 
     def read_bytes(self, key: str) -> bytes:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except self.client.exceptions.NoSuchKey:
-            raise FileNotFoundError(self.uri(key)) from None
-        return bytes(response["Body"].read())
+        from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+
+        # botocore retries a request, not the read of its body: a body cut short is read again.
+        for attempt in range(_BODY_READ_ATTEMPTS):
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            except self.client.exceptions.NoSuchKey:
+                raise FileNotFoundError(self.uri(key)) from None
+            try:
+                return bytes(response["Body"].read())
+            except (IncompleteReadError, ResponseStreamingError):
+                if attempt == _BODY_READ_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def open_binary(self, key: str) -> BinaryIO:
         try:
@@ -348,9 +361,16 @@ class S3Lake(Lake):
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status != 412 and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            # The client retries a PUT whose reply was lost, and the retry's 412 may answer our
+            # own create. Callers' data is unique (a lock token, a run id): equal bytes mean the
+            # object is ours.
+            try:
+                return self.read_bytes(key) == data
+            except FileNotFoundError:
                 return False
-            raise
         return True
 
     def list(self, prefix: str) -> builtins.list[LakeObject]:

@@ -323,8 +323,13 @@ class Warehouse:
         return RedshiftStrategy(self.iam_role)
 
     def _create_engine(self, url: URL) -> sa.Engine:
-        """The SQLAlchemy engine for the URL."""
-        return sa.create_engine(url)
+        """The SQLAlchemy engine for the URL.
+
+        ``pool_pre_ping``: a pooled connection the server or the network dropped while it sat
+        idle (restart, failover, NAT timeout) is replaced at checkout instead of failing the
+        next load and costing it a retry.
+        """
+        return sa.create_engine(url, pool_pre_ping=True)
 
     def _after_delete(self, conn: sa.Connection, table: GoldTable) -> None:
         """Runs inside the load's transaction between DELETE and INSERT; does nothing."""

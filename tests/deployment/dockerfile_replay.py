@@ -66,6 +66,14 @@ def dockerfile_env(path: Path = DOCKERFILE) -> dict[str, str]:
     return env
 
 
+def volumes(path: Path = DOCKERFILE) -> list[str]:
+    """The folders the Dockerfile declares as volumes (JSON or plain form)."""
+    found: list[str] = []
+    for argument in arguments("VOLUME", path):
+        found += json.loads(argument) if argument.startswith("[") else argument.split()
+    return found
+
+
 def copies(path: Path = DOCKERFILE) -> list[tuple[list[str], str]]:
     """``(sources, destination)`` of each COPY (flags such as --chown dropped)."""
     result = []
@@ -90,6 +98,8 @@ class Replay:
     workdir: Path
     venv: Path
     env: dict[str, str] = field(default_factory=dict)
+    #: The replay's folders standing for the image's volumes (writable at run time).
+    scratch: list[Path] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     error: str | None = None
 
@@ -140,9 +150,19 @@ def replay_install(root: Path) -> Replay:
             timeout=120,
             capture_output=True,
         )
+        # The image's volumes become folders of the replay; settings that point into them
+        # (ECOM_SCRATCH_DIR, TMPDIR, PREFECT_HOME) are pointed at those folders.
+        image_env = dockerfile_env()
+        for volume in volumes():
+            folder = root / "image" / volume.lstrip("/")
+            folder.mkdir(parents=True, exist_ok=True)
+            replay.scratch.append(folder)
+            for name, value in image_env.items():
+                if value == volume or value.startswith(volume.rstrip("/") + "/"):
+                    image_env[name] = str(folder) + value[len(volume.rstrip("/")) :]
         replay.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ECOM_"))},
-            **dockerfile_env(),
+            **image_env,
             "PATH": f"{replay.venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
             "VIRTUAL_ENV": str(replay.venv),
             "HOME": str(root / "home"),

@@ -19,7 +19,16 @@ from types import ModuleType
 import pytest
 
 from .conftest import PROJECT_ROOT, VENV_BIN
-from .dockerfile_replay import DOCKERFILE, BackgroundReplay, arguments, cmd, copies
+from .dockerfile_replay import (
+    DOCKERFILE,
+    BackgroundReplay,
+    arguments,
+    cmd,
+    copies,
+    dockerfile_env,
+    instructions,
+    volumes,
+)
 
 DOCKERIGNORE = PROJECT_ROOT / ".dockerignore"
 HADOLINT = VENV_BIN / "hadolint"
@@ -70,6 +79,43 @@ def test_base_image_user_workdir_and_cmd() -> None:
     assert json.loads(cmd) == ["ecom-pipeline", "--help"]
     scripts = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert "ecom-pipeline" in scripts
+
+
+def test_everything_written_at_run_time_goes_to_the_scratch_volume(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The container can run with a read-only root filesystem (ECS readonlyRootFilesystem):
+    staged rows, temporary files and Prefect's home all live in the one volume, which exists in
+    the image, belongs to the runtime user and is declared after its last change."""
+    assert volumes() == ["/scratch"]
+    env = dockerfile_env()
+    for name in ("ECOM_SCRATCH_DIR", "TMPDIR", "PREFECT_HOME"):
+        assert Path(env[name]).is_relative_to("/scratch"), f"{name}={env.get(name)}"
+    # tempfile ignores a TMPDIR that does not exist, and Prefect only creates PREFECT_HOME's
+    # last folder: both parents must be the volume itself.
+    assert env["TMPDIR"] == "/scratch"
+    assert Path(env["PREFECT_HOME"]).parent == Path("/scratch")
+    user = arguments("USER")[-1].split(":")
+    keywords = [i.keyword for i in instructions()]
+    creates = [
+        n
+        for n, i in enumerate(instructions())
+        if i.keyword == "RUN"
+        and re.search(
+            rf"install --directory --owner={user[0]} --group={user[-1]} \S* ?/scratch", i.argument
+        )
+    ]
+    assert creates, "no RUN creates /scratch owned by the runtime user"
+    volume_at = keywords.index("VOLUME")
+    assert creates[-1] < volume_at, "a RUN after VOLUME cannot change the volume's folder"
+    assert not any(
+        "/scratch" in i.argument for i in instructions()[volume_at + 1 :] if i.keyword == "RUN"
+    )
+    # The pipeline takes ECOM_SCRATCH_DIR for its scratch folder.
+    from ecom_pipeline.config import Settings
+
+    monkeypatch.setenv("ECOM_SCRATCH_DIR", env["ECOM_SCRATCH_DIR"])
+    assert Settings(_env_file=None).scratch_dir == "/scratch/staging"  # type: ignore[call-arg]
 
 
 def test_installs_without_dev_extras_and_holds_no_secret() -> None:
