@@ -15,7 +15,7 @@ from ecom_pipeline.partitioning import parse_partition_path
 from ecom_pipeline.resources import Resources, build_resources
 from ecom_pipeline.retention import Cutoffs, expired_keys
 from ecom_pipeline.silver_store import SilverStore
-from flows.alerts import alert_on_failure
+from flows.alerts import report_outcome
 from tasks.policy import pipeline_task
 
 #: Superseded silver files stay readable this long for readers holding an older snapshot.
@@ -88,8 +88,9 @@ def _run_name() -> str:
     name="retention",
     flow_run_name=_run_name,
     description="Expire data past its retention in the lake and the warehouse.",
-    on_failure=[alert_on_failure],
-    on_crashed=[alert_on_failure],
+    on_completion=[report_outcome],
+    on_failure=[report_outcome],
+    on_crashed=[report_outcome],
 )
 def retention(today: date | None = None) -> RetentionSummary:
     """Apply every retention rule once (SPEC §2, §5); safe to run any number of times.
