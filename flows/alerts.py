@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -144,16 +144,22 @@ def _uuid(value: str, kind: str) -> UUID:
 )
 def alert(flow_run_id: str, task_run_id: str | None = None) -> str:
     """Publish one alert about a flow run that failed, crashed or is late, or about one of its
-    tasks past its SLA; returns the subject sent.
+    tasks past its SLA; returns the subject sent. No SLA alert for a run that already ended.
 
     Args:
         flow_run_id: The run concerned (the automations pass ``{{ flow_run.id }}``).
         task_run_id: For an SLA alert, the task run still running (``{{ event.resource.id }}``).
     """
     settings = load_settings()
+    logger = get_run_logger()
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(_uuid(flow_run_id, "flow-run"))
         if task_run_id:
+            if run.state and run.state.is_final():
+                # The run ended: its own alert (failed, crashed) covers the tasks it left
+                # Running, and a finished run needs none.
+                logger.info("no SLA alert: flow run %s is %s", run.name, run.state.name)
+                return f"skipped: {run.name} is {run.state.name}"
             task_run = client.read_task_run(_uuid(task_run_id, "task-run"))
             message = sla_alert(run, task_run, settings.task_sla_seconds)
         else:

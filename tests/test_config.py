@@ -71,3 +71,18 @@ def test_per_dataset_thresholds_override_the_default(monkeypatch: pytest.MonkeyP
     settings = load_settings()
     assert settings.threshold_for("employees") == 0.0
     assert settings.threshold_for("orders") == 0.05
+
+
+def test_metrics_go_to_cloudwatch_in_production_and_to_the_log_locally(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().metrics_sink == "log"
+    assert load_settings().metrics_namespace == "EcomPipeline"
+    monkeypatch.setenv("ECOM_ENVIRONMENT", "production")
+    monkeypatch.setenv("ECOM_PII_HASH_KEY", "k" * 32)
+    assert load_settings().metrics_sink == "cloudwatch"
+    monkeypatch.setenv("ECOM_METRICS", "log")
+    assert load_settings().metrics_sink == "log"
+    monkeypatch.setenv("ECOM_METRICS", "statsd")
+    with pytest.raises(ConfigurationError, match="ECOM_METRICS"):
+        load_settings()

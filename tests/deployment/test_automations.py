@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -98,10 +99,16 @@ def stack(
         yield AlertStack(lake, schema, inbox, worker, deployed)
     finally:
         worker.stop()
-        # The session's server outlives this module: leave no automation behind.
-        for automation in prefect_server.post("/automations/filter", {}):
-            if automation["name"] in NAMES:
-                prefect_server.delete(f"/automations/{automation['id']}")
+        # The session's server outlives this module: leave no automation behind (the
+        # SQLite-backed server can be slow to answer under load: a few tries).
+        for attempt in range(5):
+            try:
+                for automation in prefect_server.post("/automations/filter", {}):
+                    if automation["name"] in NAMES:
+                        prefect_server.delete(f"/automations/{automation['id']}")
+                break
+            except httpx.TimeoutException:
+                time.sleep(2 * (attempt + 1))
         engine = sa.create_engine(postgres_url)
         with engine.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -207,20 +214,23 @@ def test_a_task_held_past_the_sla_alerts_once_while_it_runs(
     day = date(2026, 11, 12)
     _write_day(stack, day)
     stack.inbox.receive(wait_seconds=1)
+    schema = f"{stack.schema}_held"
     engine = sa.create_engine(postgres_url)
     holder = engine.connect()
     try:
         # The load task's CREATE SCHEMA IF NOT EXISTS waits for this uncommitted one.
-        holder.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{stack.schema}"'))
-        run = _run_daily(prefect_server, stack, day)
+        holder.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        run = _run_daily(prefect_server, stack, day, {"ECOM_WAREHOUSE_SCHEMA": schema})
         messages = _receive(stack, prefect_server, 1, RUN_TIMEOUT)
         still = prefect_server.get(f"/flow_runs/{run['id']}")
         assert still["state_type"] == "RUNNING"  # the alert came while the task was held
     finally:
         holder.rollback()
         holder.close()
-        engine.dispose()
     finished = prefect_server.wait_for_run(run["id"], RUN_TIMEOUT, watch=[stack.worker])
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
     assert finished["state_type"] == "COMPLETED", finished["state"]
     subjects = [m["Subject"] for m in messages + stack.inbox.receive(wait_seconds=3)]
     assert subjects.count(f"[ecom-pipeline] daily-{day}: load-warehouse is past its SLA") == 1
