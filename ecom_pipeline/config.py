@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     warehouse_schema: str = Field("gold", description="warehouse schema of the gold tables")
     pii_hash_key: SecretStr | None = Field(None, description="HMAC-SHA256 key for PII columns")
     sns_topic_arn: str | None = Field(None, description="SNS topic for alerts")
-    aws_endpoint_url: str | None = Field(None, description="S3/SNS endpoint override")
+    aws_endpoint_url: str | None = Field(None, description="S3/SNS/CloudWatch endpoint override")
     aws_region: str = Field("us-east-1", description="AWS region of S3, SNS and Redshift")
     quarantine_threshold: float = Field(
         0.05, ge=0.0, le=1.0, description="share of quarantined rows that fails a dataset"
@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     quarantine_thresholds: dict[str, float] = Field(
         default_factory=dict,
         description='per-dataset overrides as JSON, e.g. {"employees": 0.0}',
+    )
+    metrics: Literal["cloudwatch", "log"] | None = Field(
+        None,
+        description="where run metrics go: cloudwatch, or log; default cloudwatch in "
+        "production, log locally",
+    )
+    metrics_namespace: str = Field(
+        "EcomPipeline", min_length=1, description="CloudWatch namespace of the run metrics"
     )
     redshift_iam_role: str | None = Field(
         None, description="IAM role ARN Redshift assumes to COPY the gold files from S3"
@@ -160,6 +168,13 @@ class Settings(BaseSettings):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name}: a share between 0 and 1, got {share}")
         return value
+
+    @property
+    def metrics_sink(self) -> Literal["cloudwatch", "log"]:
+        """Where metrics go: as configured, else CloudWatch in production and the log locally."""
+        if self.metrics is not None:
+            return self.metrics
+        return "cloudwatch" if self.environment == "production" else "log"
 
     def threshold_for(self, dataset: str) -> float:
         """The quarantined share above which ``dataset`` fails the run."""

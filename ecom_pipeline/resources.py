@@ -1,4 +1,4 @@
-"""The one place that turns settings into adapters (lake, warehouse, notifier).
+"""The one place that turns settings into adapters (lake, warehouse, notifier, metrics).
 
 Like Dagster's per-environment resource sets: flows and tasks ask for a role, this module picks
 the implementation from configuration, and tests select local stand-ins here by settings alone.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ecom_pipeline.adapters.lake import Lake, open_lake
+from ecom_pipeline.adapters.metrics import CloudWatchMetrics, LogMetrics, MetricsSink
 from ecom_pipeline.adapters.notifier import LakeNotifier, Notifier, SnsNotifier
 from ecom_pipeline.adapters.warehouse import Warehouse, open_warehouse
 from ecom_pipeline.config import Settings
@@ -19,6 +20,7 @@ class Resources:
     settings: Settings
     lake: Lake
     notifier: Notifier
+    metrics: MetricsSink
 
     def warehouse(self) -> Warehouse:
         """A warehouse connection; the caller closes it (connections do not cross threads)."""
@@ -38,4 +40,13 @@ def build_resources(settings: Settings) -> Resources:
         )
     else:
         notifier = LakeNotifier(lake)
-    return Resources(settings=settings, lake=lake, notifier=notifier)
+    metrics: MetricsSink
+    if settings.metrics_sink == "cloudwatch":
+        metrics = CloudWatchMetrics(
+            settings.metrics_namespace,
+            endpoint_url=settings.aws_endpoint_url,
+            region=settings.aws_region,
+        )
+    else:
+        metrics = LogMetrics()
+    return Resources(settings=settings, lake=lake, notifier=notifier, metrics=metrics)

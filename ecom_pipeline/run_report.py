@@ -6,13 +6,14 @@ The manifest records it per file; a run whose accounting does not balance fails.
 
 from __future__ import annotations
 
-import time
+import time as clock
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from ecom_pipeline.adapters.metrics import Metric
 from ecom_pipeline.errors import printable
 
 if TYPE_CHECKING:
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
     from ecom_pipeline.gold_build import GoldMonth
     from ecom_pipeline.silver import SilverOutcome
     from ecom_pipeline.validation import ValidatedFile
+
+#: Characters with a meaning in Markdown, escaped in text from files, errors and names.
+_MARKDOWN_SPECIAL = set("\\`*_[]<>|#~")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` shown literally in a Markdown artifact (file names, error messages)."""
+    flat = " ".join(text.split())  # a newline would end a table row or a list item
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in flat)
+
 
 #: processed; skipped (already ingested); ignored (no delivery, see ``reason``); failed.
 FileStatus = Literal["processed", "skipped", "ignored", "failed"]
@@ -97,11 +108,11 @@ class RunReport:
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
         """Add the wall time of the block to ``seconds[stage]``."""
-        start = time.perf_counter()
+        start = clock.perf_counter()
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + clock.perf_counter() - start
 
     def dataset(self, name: str) -> DatasetReport:
         return self.datasets.setdefault(name, DatasetReport(dataset=name))
@@ -157,6 +168,23 @@ class RunReport:
         document["succeeded"] = self.succeeded
         return document
 
+    def file_rows(self) -> list[dict[str, Any]]:
+        """One row per input file for the run's table artifact: what became of its rows."""
+        return [
+            {
+                "dataset": name,
+                "file": f.source,
+                "status": f.status,
+                "rows_read": f.rows_read,
+                "rows_written": f.rows_written,
+                "rows_quarantined": f.rows_quarantined,
+                "rows_superseded": f.rows_superseded,
+                "error": f.error or "",
+            }
+            for name, report in sorted(self.datasets.items())
+            for f in report.files
+        ]
+
     def to_markdown(self) -> str:
         """The run's Prefect artifact: per dataset, files, rows, partitions, reasons, timings."""
         lines = [
@@ -182,7 +210,7 @@ class RunReport:
                 f"| {len(report.partitions_written)} | {seconds:.2f} |"
             )
         reasons = [
-            f"- {name}: {reason} × {count}"
+            f"- {name}: {markdown_text(reason)} × {count}"
             for name, report in sorted(self.datasets.items())
             for reason, count in report.quarantine_reasons.items()
         ]
@@ -190,7 +218,7 @@ class RunReport:
             lines += ["", "## Quarantine reasons", *reasons]
         warnings = [w for report in self.datasets.values() for w in report.warnings]
         if warnings:
-            lines += ["", "## Warnings", *(f"- {w}" for w in warnings)]
+            lines += ["", "## Warnings", *(f"- {markdown_text(w)}" for w in warnings)]
         if self.gold_months:
             lines += [
                 "",
@@ -198,7 +226,7 @@ class RunReport:
                 *(f"- {t}: {', '.join(m)}" for t, m in self.gold_months.items()),
             ]
         if self.failures:
-            lines += ["", "## Failures", *(f"- {f}" for f in self.failures)]
+            lines += ["", "## Failures", *(f"- {markdown_text(f)}" for f in self.failures)]
         if self.seconds:
             lines += ["", "## Timings (s)", *(f"- {k}: {v:.2f}" for k, v in self.seconds.items())]
         return "\n".join(lines) + "\n"
@@ -247,3 +275,38 @@ def run_failures(report: RunReport, threshold_for: Callable[[str], float]) -> li
                 f"threshold (see quarantine/{name}/dt={report.run_date.isoformat()}/)"
             )
     return failures
+
+
+ROW_METRICS = {
+    "rows_read": "RowsRead",
+    "rows_written": "RowsWritten",
+    "rows_quarantined": "RowsQuarantined",
+    "rows_superseded": "RowsSuperseded",
+}
+
+
+def run_metrics(report: RunReport, now: datetime) -> list[Metric]:
+    """The run's data points (names in ``ecom_pipeline.adapters.metrics``).
+
+    Rows per dataset count processed files only; ``StageSeconds`` has one point per timed stage
+    (``ingest``, ``validate-orders``, ``silver-orders``, ``gold``, ``load``…);
+    ``FreshnessSeconds``, sent only when the run succeeded, is the age of the end of the day it
+    processed (alarm on its minimum: a backfill of old days sends large values beside the daily
+    run's small ones). ``RunSucceeded`` comes from the flow's outcome hook, which also sees runs
+    that failed before they had a report.
+    """
+    points = [
+        Metric(name, float(dataset.total(attribute)), "Count", now, {"Dataset": dataset_name})
+        for dataset_name, dataset in sorted(report.datasets.items())
+        for attribute, name in ROW_METRICS.items()
+    ]
+    points += [
+        Metric("StageSeconds", round(seconds, 3), "Seconds", now, {"Stage": stage})
+        for stage, seconds in report.seconds.items()
+    ]
+    if report.succeeded:
+        day_end = datetime.combine(report.run_date + timedelta(days=1), time(0), tzinfo=UTC)
+        points.append(
+            Metric("FreshnessSeconds", max(0.0, (now - day_end).total_seconds()), "Seconds", now)
+        )
+    return points

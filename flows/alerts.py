@@ -1,11 +1,28 @@
-"""Flow hooks that alert the operators when a run fails or crashes (SPEC §7)."""
+"""Alerts and run outcomes (SPEC §7): the `alert` flow the automations start, and flow hooks.
+
+Who sends what, so that each failure is reported exactly once:
+
+- A run of one of our **deployments** that ends Failed or Crashed, or turns Late, and a task of
+  it still Running after the SLA, are caught by the Prefect automations in
+  ``deployments/automations/`` (they fire even when the run's own process is gone: an OOM kill,
+  a reclaimed Spot task, an image that cannot be pulled). They start the ``alert`` deployment,
+  which reads the run, its failing tasks and their errors from the Prefect API and publishes one
+  message.
+- An **ad-hoc** run (``ecom-pipeline run`` on a laptop, no deployment) has no automation
+  watching it: its own `report_outcome` hook sends the same message, composed the same way.
+
+`report_outcome` also puts the ``RunSucceeded`` metric (1 or 0, per flow) for every run.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
-from prefect.client.orchestration import get_client
+from prefect import flow, get_run_logger
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
@@ -13,58 +30,175 @@ from prefect.client.schemas.filters import (
     TaskRunFilterState,
     TaskRunFilterStateType,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 from prefect.states import State
 
+from ecom_pipeline.adapters.metrics import Metric
 from ecom_pipeline.adapters.notifier import Alert
 from ecom_pipeline.config import load_settings
-from ecom_pipeline.errors import PipelineError
 from ecom_pipeline.resources import build_resources
 
 log = logging.getLogger(__name__)
 
-
-def failed_task_names(flow_run: FlowRun) -> list[str]:
-    """Names of the run's task runs that ended failed or crashed."""
-    with get_client(sync_client=True) as client:
-        task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
-            task_run_filter=TaskRunFilter(
-                state=TaskRunFilterState(
-                    type=TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED])
-                )
-            ),
-        )
-    return sorted({run.name for run in task_runs})
+#: An error message longer than this is cut (a whole traceback does not belong in an e-mail).
+MESSAGE_LIMIT = 1500
 
 
-def flow_run_url(flow_run: FlowRun) -> str | None:
+def flow_run_url(flow_run_id: UUID | str) -> str | None:
     from prefect.settings import PREFECT_UI_URL
 
     base = PREFECT_UI_URL.value()
-    return f"{base}/runs/flow-run/{flow_run.id}" if base else None
+    return f"{base}/runs/flow-run/{flow_run_id}" if base else None
 
 
-def alert_on_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
-    """Send one failure alert naming the run, the failing task(s) and the error."""
-    try:
-        tasks = failed_task_names(flow_run)
-    except Exception:  # the alert matters more than its detail
-        tasks = []
-    verb = "crashed" if state.type == StateType.CRASHED else "failed"
-    body = (
-        f"Flow run {flow_run.name} ({flow.name}) {verb}.\n"
-        f"Failed task(s): {', '.join(tasks) or 'none (the flow itself)'}\n"
-        f"Error: {state.message or state.name}"
+def _cut(text: str | None) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+
+
+def failed_tasks(client: SyncPrefectClient, flow_run_id: UUID) -> list[TaskRun]:
+    """The run's task runs that ended Failed or Crashed, by name."""
+    task_runs = client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+        task_run_filter=TaskRunFilter(
+            state=TaskRunFilterState(
+                type=TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED])
+            )
+        ),
     )
-    alert = Alert(
+    return sorted(task_runs, key=lambda run: run.name)
+
+
+def run_state_alert(flow_run: FlowRun, flow_name: str, tasks: list[TaskRun]) -> Alert:
+    """The one message about a run that failed, crashed or is late: run, failing task(s), error.
+
+    Args:
+        flow_run: the run as the Prefect API has it now.
+        flow_name: its flow's name (``daily``, ``backfill``, ``retention``).
+        tasks: its failed or crashed task runs.
+    """
+    state = flow_run.state
+    state_name = state.name if state else "Unknown"
+    if state and state.type == StateType.CRASHED:
+        verb = "crashed"
+    elif state_name == "Late":
+        verb = "is late"
+    else:
+        verb = "failed"
+    lines = [f"Flow run {flow_run.name} ({flow_name}) {verb}."]
+    if verb == "is late":
+        lines.append(
+            f"It was due at {flow_run.expected_start_time} and has not started: is a worker "
+            f"polling work pool {flow_run.work_pool_name or '(none)'}?"
+        )
+    else:
+        names = ", ".join(t.name for t in tasks) or "none (the flow itself)"
+        lines.append(f"Failed task(s): {names}")
+        for task in tasks:
+            lines.append(f"- {task.name}: {_cut(task.state.message if task.state else None)}")
+        lines.append(f"Error: {_cut(state.message if state else None) or state_name}")
+    return Alert(
         kind="failure",
         subject=f"[ecom-pipeline] {flow_run.name} {verb}",
-        body=body,
-        flow_run_url=flow_run_url(flow_run),
-        details={"flow_run_id": str(flow_run.id), "failed_tasks": tasks, "state": state.name},
+        body="\n".join(lines),
+        flow_run_url=flow_run_url(flow_run.id),
+        details={
+            "flow_run_id": str(flow_run.id),
+            "flow": flow_name,
+            "state": state_name,
+            "failed_tasks": [t.name for t in tasks],
+        },
     )
+
+
+def sla_alert(flow_run: FlowRun, task_run: TaskRun, limit_seconds: float) -> Alert:
+    """The message about a task still running past its SLA."""
+    state = task_run.state.name if task_run.state else "Unknown"
+    return Alert(
+        kind="sla",
+        subject=f"[ecom-pipeline] {flow_run.name}: {task_run.name} is past its SLA",
+        body=(
+            f"Task {task_run.name} of flow run {flow_run.name} has been running for more than "
+            f"{limit_seconds:.0f} s (its SLA) without completing (now: {state})."
+        ),
+        flow_run_url=flow_run_url(flow_run.id),
+        details={
+            "task": task_run.name,
+            "task_run_id": str(task_run.id),
+            "flow_run": flow_run.name,
+            "flow_run_id": str(flow_run.id),
+            "sla_seconds": limit_seconds,
+        },
+    )
+
+
+def _uuid(value: str, kind: str) -> UUID:
+    """A run id, also as the event resource id the automations pass (``prefect.task-run.<id>``)."""
+    return UUID(value.removeprefix(f"prefect.{kind}."))
+
+
+@flow(
+    name="alert",
+    flow_run_name="alert-{flow_run_id}",
+    description="Send one alert about a run of ours; started by deployments/automations/.",
+)
+def alert(flow_run_id: str, task_run_id: str | None = None) -> str:
+    """Publish one alert about a flow run that failed, crashed or is late, or about one of its
+    tasks past its SLA; returns the subject sent. No SLA alert for a run that already ended.
+
+    Args:
+        flow_run_id: The run concerned (the automations pass ``{{ flow_run.id }}``).
+        task_run_id: For an SLA alert, the task run still running (``{{ event.resource.id }}``).
+    """
+    settings = load_settings()
+    logger = get_run_logger()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(_uuid(flow_run_id, "flow-run"))
+        if task_run_id:
+            if run.state and run.state.is_final():
+                # The run ended: its own alert (failed, crashed) covers the tasks it left
+                # Running, and a finished run needs none.
+                logger.info("no SLA alert: flow run %s is %s", run.name, run.state.name)
+                return f"skipped: {run.name} is {run.state.name}"
+            task_run = client.read_task_run(_uuid(task_run_id, "task-run"))
+            message = sla_alert(run, task_run, settings.task_sla_seconds)
+        else:
+            flow_name = client.read_flow(run.flow_id).name
+            message = run_state_alert(run, flow_name, failed_tasks(client, run.id))
+    build_resources(settings).notifier.send(message)
+    return message.subject
+
+
+def report_outcome(flow: Any, flow_run: FlowRun, state: State) -> None:
+    """Flow hook (completion, failure, crash): ``RunSucceeded`` and, for an ad-hoc run that did
+    not complete, its failure alert (deployment runs get theirs from the automations)."""
     try:
-        build_resources(load_settings()).notifier.send(alert)
-    except PipelineError:
-        log.exception("could not send the failure alert: %s", alert.subject)
+        resources = build_resources(load_settings())
+    except Exception:  # a broken configuration already failed the run with its own message
+        log.exception("could not report the outcome of %s", flow_run.name)
+        return
+    succeeded = state.type == StateType.COMPLETED
+    resources.metrics.put(
+        [
+            Metric(
+                "RunSucceeded",
+                1.0 if succeeded else 0.0,
+                "None",
+                datetime.now(UTC),
+                {"Flow": flow.name},
+            )
+        ]
+    )
+    if succeeded or flow_run.deployment_id is not None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            tasks = failed_tasks(client, flow_run.id)
+    except Exception:  # the alert matters more than its detail
+        tasks = []
+    # The hook's state is newer than the run the engine handed over.
+    current = flow_run.model_copy(update={"state": state})
+    try:
+        resources.notifier.send(run_state_alert(current, flow.name, tasks))
+    except Exception:
+        log.exception("could not send the failure alert for %s", flow_run.name)

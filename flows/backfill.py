@@ -12,16 +12,27 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Annotated
+from uuid import UUID
 
-from prefect import flow, get_run_logger, runtime
-from prefect.artifacts import create_markdown_artifact
+from prefect import flow, get_run_logger, runtime, tags
+from prefect.artifacts import (
+    aupdate_progress_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from prefect.deployments import arun_deployment
 from pydantic import Field
 
+from ecom_pipeline.adapters.notifier import Alert
+from ecom_pipeline.config import load_settings
 from ecom_pipeline.datasets import Dataset
 from ecom_pipeline.errors import ConfigurationError, RunFailedError
-from flows.alerts import alert_on_failure
-from flows.daily import ALL_DATASETS, daily
+from ecom_pipeline.resources import build_resources
+from ecom_pipeline.run_report import markdown_text
+from flows.alerts import report_outcome
+from flows.daily import ALL_DATASETS, BACKFILL_TAG_PREFIX, daily
+from tasks.report import notify
 
 #: The deployment child runs are started from when the backfill itself runs from a deployment.
 DAILY_DEPLOYMENT = "daily/daily"
@@ -74,8 +85,9 @@ def _run_name() -> str:
     name="backfill",
     flow_run_name=_run_name,
     description="Run the daily pipeline for every day of a range.",
-    on_failure=[alert_on_failure],
-    on_crashed=[alert_on_failure],
+    on_completion=[report_outcome],
+    on_failure=[report_outcome],
+    on_crashed=[report_outcome],
 )
 def backfill(
     start_date: date,
@@ -96,35 +108,65 @@ def backfill(
     """
     days = days_between(start_date, end_date)
     logger = get_run_logger()
+    # Each child carries this tag: find a backfill's days in the UI, and children send no
+    # notice of their own (one summary per backfill).
+    tag = f"{BACKFILL_TAG_PREFIX}{runtime.flow_run.id}"
+    progress = create_progress_artifact(
+        0.0, key="backfill-progress", description=f"Days of {_run_name()} finished"
+    )
+    assert isinstance(progress, UUID)  # called from sync code: the sync variant ran
     if runtime.deployment.id is not None:
-        summary = asyncio.run(_run_children(days, datasets, max_parallel, reprocess))
+        summary = asyncio.run(_run_children(days, datasets, max_parallel, reprocess, tag, progress))
     else:
         summary = BackfillSummary()
-        for day in days:
-            state = daily(run_date=day, datasets=datasets, reprocess=reprocess, return_state=True)
-            summary.days.append(DayOutcome(day, state.type.value, state.message or ""))
+        with tags(tag):
+            for done, day in enumerate(days, start=1):
+                state = daily(
+                    run_date=day, datasets=datasets, reprocess=reprocess, return_state=True
+                )
+                summary.days.append(DayOutcome(day, state.type.value, state.message or ""))
+                update_progress_artifact(progress, 100.0 * done / len(days))
     for line in summary.lines():
         logger.info(line)
     create_markdown_artifact(
         key="backfill-summary",
-        markdown="\n".join(["# Backfill", "", *(f"- {line}" for line in summary.lines())]),
+        markdown="\n".join(
+            ["# Backfill", "", *(f"- {markdown_text(line)}" for line in summary.lines())]
+        ),
         description=f"Backfill {start_date} to {end_date}",
     )
     if not summary.succeeded:
+        # The failure alert (automation or hook) carries this message: the failed days.
         raise RunFailedError(
             [
                 f"{len(summary.failed_days)} of {len(days)} day(s) failed: "
                 + ", ".join(str(d) for d in summary.failed_days)
             ]
         )
+    notify(
+        build_resources(load_settings()),
+        Alert(
+            kind="success",
+            subject=f"[ecom-pipeline] {_run_name()} succeeded",
+            body="\n".join([f"All {len(days)} day(s) succeeded.", *summary.lines()]),
+            flow_run_url=runtime.flow_run.ui_url,
+            details={"flow_run_id": str(runtime.flow_run.id), "days": len(days)},
+        ),
+    )
     return summary
 
 
 async def _run_children(
-    days: list[date], datasets: list[Dataset], max_parallel: int, reprocess: bool
+    days: list[date],
+    datasets: list[Dataset],
+    max_parallel: int,
+    reprocess: bool,
+    tag: str,
+    progress: UUID,
 ) -> BackfillSummary:
     """One child run of the daily deployment per day, at most ``max_parallel`` at a time."""
     gate = asyncio.Semaphore(max_parallel)
+    finished = 0
 
     async def one(day: date) -> DayOutcome:
         async with gate:
@@ -137,7 +179,11 @@ async def _run_children(
                 },
                 timeout=None,
                 as_subflow=True,
+                tags=[tag],
             )
+            nonlocal finished
+            finished += 1
+            await aupdate_progress_artifact(progress, 100.0 * finished / len(days))
             state = child.state
             return DayOutcome(
                 day,

@@ -17,15 +17,21 @@ from ecom_pipeline.run_report import RunReport, run_failures
 from ecom_pipeline.silver import GoldPlan
 from ecom_pipeline.staging import staging_area
 from ecom_pipeline.validation import RunContext
-from flows.alerts import alert_on_failure
+from flows.alerts import report_outcome
 from tasks.gold import build_gold
 from tasks.ingest import ingest_raw_files, record_ingested
 from tasks.load import load_warehouse
-from tasks.report import notify, publish_report
+from tasks.report import notify, publish_metrics, publish_report
 from tasks.silver import write_silver
 from tasks.validate import validate_dataset
 
 ALL_DATASETS = list(PROCESSING_ORDER)
+#: A daily run started by a backfill carries the tag ``backfill:{backfill flow run id}``.
+BACKFILL_TAG_PREFIX = "backfill:"
+
+
+def is_backfill_child(tags: list[str]) -> bool:
+    return any(tag.startswith(BACKFILL_TAG_PREFIX) for tag in tags)
 
 
 def default_run_date() -> date:
@@ -44,8 +50,9 @@ def run_name() -> str:
     name="daily",
     flow_run_name=run_name,
     description="Process one day of raw exports into silver, gold and the warehouse.",
-    on_failure=[alert_on_failure],
-    on_crashed=[alert_on_failure],
+    on_completion=[report_outcome],
+    on_failure=[report_outcome],
+    on_crashed=[report_outcome],
     log_prints=True,
 )
 def daily(
@@ -110,8 +117,11 @@ def daily(
     report.failures = run_failures(report, settings.threshold_for)
     report.finished_at = datetime.now(UTC)
     publish_report(resources, report)
+    publish_metrics(resources, report)
     if report.failures:
         raise RunFailedError(report.failures)
+    if is_backfill_child(runtime.flow_run.tags):
+        return report  # the backfill sends one summary notice for all its days
     notify(
         resources,
         Alert(

@@ -14,7 +14,7 @@ from ecom_pipeline.gold_tables import GOLD_TABLES, MONTH
 from ecom_pipeline.resources import Resources, build_resources
 from ecom_pipeline.retention import Cutoffs, expired_keys
 from ecom_pipeline.silver_store import SilverStore
-from flows.alerts import alert_on_failure
+from flows.alerts import report_outcome
 from tasks.policy import pipeline_task
 
 DATE_PARTITIONS = {Dataset.ORDERS: "order_date", Dataset.PAYMENTS: "payment_date"}
@@ -77,8 +77,9 @@ def _run_name() -> str:
     name="retention",
     flow_run_name=_run_name,
     description="Expire data past its retention in the lake and the warehouse.",
-    on_failure=[alert_on_failure],
-    on_crashed=[alert_on_failure],
+    on_completion=[report_outcome],
+    on_failure=[report_outcome],
+    on_crashed=[report_outcome],
 )
 def retention(today: date | None = None) -> RetentionSummary:
     """Apply every retention rule once (SPEC §2, §5); safe to run any number of times.

@@ -69,12 +69,15 @@ def send_sla_alert(
 def with_sla(function: Callable[P, R]) -> Callable[P, R]:
     """Run ``function`` with a watchdog that alerts once if it outlives the SLA.
 
-    Works on any Prefect server: the alert fires from a timer while the task is still running,
-    instead of relying on Prefect Cloud's deployment SLAs.
+    Only for ad-hoc runs: a run of a deployment is watched by the proactive automation in
+    ``deployments/automations/`` (which also fires when this process is gone), so a timer here
+    would alert twice.
     """
 
     @functools.wraps(function)
     def watched(*args: P.args, **kwargs: P.kwargs) -> R:
+        if runtime.deployment.id is not None:
+            return function(*args, **kwargs)
         limit = load_settings().task_sla_seconds
         timer = threading.Timer(
             limit,

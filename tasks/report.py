@@ -1,27 +1,72 @@
-"""Tasks: publish the run manifest and Prefect artifact, and send notices."""
+"""Tasks: publish the run manifest, Prefect artifacts and metrics, and send notices."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from urllib.parse import quote
+
 from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from ecom_pipeline.adapters.notifier import Alert
 from ecom_pipeline.resources import Resources
-from ecom_pipeline.run_report import RunReport
+from ecom_pipeline.run_report import RunReport, run_metrics
 from tasks.policy import pipeline_task
 
 ARTIFACT_KEY = "daily-run-report"
 
 
+def browser_link(resources: Resources, key: str) -> str:
+    """Where a person opens a lake object or folder (``key`` ending in ``/``): the S3 console
+    for an S3 lake, a ``file://`` URL for a local one."""
+    uri = resources.lake.uri(key.rstrip("/") or ".")
+    if not uri.startswith("s3://"):
+        return f"file://{quote(uri)}{'/' if key.endswith('/') else ''}"
+    bucket, _, path = uri.removeprefix("s3://").partition("/")
+    region = resources.settings.aws_region
+    kind = "buckets" if key.endswith("/") else "object"
+    prefix = f"{path}/" if key.endswith("/") else path
+    return (
+        f"https://{region}.console.aws.amazon.com/s3/{kind}/{bucket}"
+        f"?region={region}&prefix={quote(prefix, safe='')}"
+    )
+
+
 @pipeline_task("publish-report")
 def publish_report(resources: Resources, report: RunReport) -> str:
-    """Write ``_runs/dt=…/{run_id}.json`` and the run's markdown artifact; returns the key."""
+    """Write ``_runs/dt=…/{run_id}.json`` and the run's artifacts; returns the manifest key.
+
+    Artifacts: the summary (markdown), one table row per input file, a link to the manifest and
+    one to each dataset's quarantine folder of the day when it quarantined anything.
+    """
     resources.lake.write_json(report.manifest_key, report.to_json())
+    day = report.run_date.isoformat()
     create_markdown_artifact(
         key=ARTIFACT_KEY,
         markdown=report.to_markdown(),
-        description=f"Daily run {report.run_date.isoformat()}: files, rows, partitions, timings",
+        description=f"Daily run {day}: files, rows, partitions, timings",
     )
+    create_table_artifact(
+        key=f"{ARTIFACT_KEY}-files",
+        table=report.file_rows(),
+        description=f"Daily run {day}: one row per input file",
+    )
+    create_link_artifact(
+        key=f"{ARTIFACT_KEY}-manifest",
+        link=browser_link(resources, report.manifest_key),
+        link_text=resources.lake.uri(report.manifest_key),
+        description=f"Daily run {day}: the run manifest",
+    )
+    for name, dataset in sorted(report.datasets.items()):
+        failed = any(f.status == "failed" for f in dataset.files)
+        if dataset.total("rows_quarantined") or failed:
+            folder = f"quarantine/{name}/dt={day}/"
+            create_link_artifact(
+                key=f"{ARTIFACT_KEY}-quarantine-{name}",
+                link=browser_link(resources, folder),
+                link_text=resources.lake.uri(folder.rstrip("/")),
+                description=f"Daily run {day}: rows and files of {name} set aside",
+            )
     get_run_logger().info("run manifest: %s", resources.lake.uri(report.manifest_key))
     return report.manifest_key
 
@@ -29,3 +74,9 @@ def publish_report(resources: Resources, report: RunReport) -> str:
 @pipeline_task("notify")
 def notify(resources: Resources, alert: Alert) -> None:
     resources.notifier.send(alert)
+
+
+@pipeline_task("publish-metrics")
+def publish_metrics(resources: Resources, report: RunReport) -> None:
+    """Rows per dataset, seconds per stage and, on success, freshness (CloudWatch or the log)."""
+    resources.metrics.put(run_metrics(report, datetime.now(UTC)))

@@ -180,3 +180,18 @@ def test_good_endpoint_and_topic_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ECOM_SNS_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:ecom-alerts")
     settings = load_settings()
     assert settings.aws_endpoint_url == "http://127.0.0.1:9000" and settings.sns_topic_arn
+
+
+def test_metrics_go_to_cloudwatch_in_production_and_to_the_log_locally(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().metrics_sink == "log"
+    assert load_settings().metrics_namespace == "EcomPipeline"
+    monkeypatch.setenv("ECOM_ENVIRONMENT", "production")
+    monkeypatch.setenv("ECOM_PII_HASH_KEY", "kq7Zp2Lm9Xr4Tb8Vn1Wc6Yd3")
+    assert load_settings().metrics_sink == "cloudwatch"
+    monkeypatch.setenv("ECOM_METRICS", "log")
+    assert load_settings().metrics_sink == "log"
+    monkeypatch.setenv("ECOM_METRICS", "statsd")
+    with pytest.raises(ConfigurationError, match="ECOM_METRICS"):
+        load_settings()

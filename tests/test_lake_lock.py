@@ -1,8 +1,11 @@
-"""The gold lock: concurrent rebuilds of one month keep every day (local and S3)."""
+"""The gold lock (local and S3): one holder at a time, short renewed leases, a killed holder's
+lease runs out within a minute, waiters say what they wait for."""
 
 from __future__ import annotations
 
-import json
+import logging
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -11,8 +14,13 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from ecom_pipeline.adapters.lake import Lake
-from ecom_pipeline.adapters.lake_lock import LockTimeoutError, lake_lock
+from ecom_pipeline.adapters.lake import Lake, LocalLake, S3Lake
+from ecom_pipeline.adapters.lake_lock import (
+    CLOCK_SKEW_GRACE,
+    LockTimeoutError,
+    lake_lock,
+    read_lock_state,
+)
 from ecom_pipeline.datasets import SPECS, Dataset, silver_schema
 from ecom_pipeline.gold_build import read_gold_month, rebuild_daily
 from ecom_pipeline.gold_tables import DAILY_REVENUE
@@ -36,41 +44,96 @@ def order(order_id: str, day: date) -> dict:
     }
 
 
-def test_only_one_holder_at_a_time_and_release_frees_it(lake: Lake) -> None:
-    held: list[int] = []
-    overlaps: list[int] = []
+def test_two_racing_waiters_never_hold_it_together(lake: Lake) -> None:
+    """Two contenders, each with its own client, take the lock 15 times each as fast as they
+    can; an overlap would show as two holders inside at once."""
+    inside: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+    taken: list[int] = []
 
-    def worker(index: int) -> None:
-        with lake_lock(lake, "gold", poll_seconds=0.01):
-            held.append(index)
-            if len(held) > 1:
-                overlaps.append(index)
-            time.sleep(0.02)
-            held.remove(index)
+    def contender(name: str, own_lake: Lake) -> None:
+        for _ in range(15):
+            with lake_lock(own_lake, "gold", poll_seconds=0.005, holder=name) as generation:
+                inside.append(name)
+                if len(inside) > 1:
+                    overlaps.append(tuple(inside))
+                taken.append(generation)
+                time.sleep(0.005)
+                inside.remove(name)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(5)]
+    threads = [
+        threading.Thread(target=contender, args=(name, _same_lake(lake))) for name in ("a", "b")
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert not overlaps
-    assert not lake.list("_locks/")
+    assert sorted(taken) == list(range(1, 31))  # every generation taken exactly once
+    state = read_lock_state(lake, "gold")
+    assert state is not None and state.released and state.generation == 30
+    # History is cleaned up by each new holder: only the newest generation is left.
+    assert {o.key.split("/")[2][:12] for o in lake.list("_locks/gold/")} == {f"{30:012d}"}
 
 
-def test_an_expired_lease_of_a_dead_holder_is_broken(lake: Lake) -> None:
-    stale = {"owner": "dead", "expires_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()}
-    lake.write_bytes("_locks/gold.json", json.dumps(stale).encode())
-    with lake_lock(lake, "gold", poll_seconds=0.01) as token:
-        assert json.loads(lake.read_bytes("_locks/gold.json"))["owner"] == token
+def _same_lake(lake: Lake) -> Lake:
+    """A second client of the same lake (as another run's process would have)."""
+    if isinstance(lake, LocalLake):
+        return LocalLake(lake.root)
+    assert isinstance(lake, S3Lake)
+    return S3Lake(lake.root, endpoint_url=lake.endpoint_url)
 
 
-def test_a_live_lease_makes_others_wait_then_give_up(lake: Lake) -> None:
-    with (
-        lake_lock(lake, "gold"),
-        pytest.raises(LockTimeoutError),
-        lake_lock(lake, "gold", wait=timedelta(seconds=0.2), poll_seconds=0.01),
-    ):
-        pass
+def test_a_held_lease_is_renewed_and_others_wait_then_give_up(lake: Lake) -> None:
+    lease = timedelta(seconds=0.6)
+    with lake_lock(lake, "gold", lease=lease, poll_seconds=0.05, holder="long run"):
+        time.sleep(lease.total_seconds() * 3)  # three leases long: only renewals keep it
+        state = read_lock_state(lake, "gold")
+        assert state is not None and not state.released
+        assert state.expires_at > datetime.now(UTC)
+        with (
+            pytest.raises(LockTimeoutError, match="still held by long run"),
+            lake_lock(lake, "gold", wait=timedelta(seconds=0.3), poll_seconds=0.05),
+        ):
+            pass
+    with lake_lock(lake, "gold", wait=timedelta(seconds=1), poll_seconds=0.05):
+        pass  # released: free at once
+
+
+HOLD_AND_DIE = """
+import os, signal, sys
+from datetime import timedelta
+from ecom_pipeline.adapters.lake import open_lake
+from ecom_pipeline.adapters.lake_lock import lake_lock
+lake = open_lake(sys.argv[1], endpoint_url=sys.argv[2] or None)
+with lake_lock(lake, "gold", lease=timedelta(seconds=2), holder="doomed run"):
+    print("held", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_holders_lease_runs_out_and_the_waiter_says_what_it_waits_for(
+    lake: Lake, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint = lake.endpoint_url if isinstance(lake, S3Lake) else None
+    child = subprocess.run(
+        [sys.executable, "-c", HOLD_AND_DIE, lake.root, endpoint or ""],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -9 and "held" in child.stdout, child.stderr
+    caplog.set_level(logging.WARNING, logger="ecom_pipeline.adapters.lake_lock")
+    start = time.monotonic()
+    with lake_lock(lake, "gold", poll_seconds=0.1, wait=timedelta(seconds=30)) as generation:
+        waited = time.monotonic() - start
+    assert generation == 2
+    # The dead holder's 2 s lease (+ the skew grace) ran out; nobody waits for hours.
+    assert waited < 2 + CLOCK_SKEW_GRACE.total_seconds() + 3
+    assert any(
+        "waiting for lock" in r.getMessage() and "held by doomed run" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
 
 
 def test_concurrent_gold_rebuilds_of_one_month_keep_every_day(lake: Lake) -> None:
@@ -83,7 +146,7 @@ def test_concurrent_gold_rebuilds_of_one_month_keep_every_day(lake: Lake) -> Non
 
     def rebuild(day: date) -> None:
         try:
-            with lake_lock(lake, "gold", poll_seconds=0.01):
+            with lake_lock(_same_lake(lake), "gold", poll_seconds=0.01):
                 rebuild_daily(lake, DAILY_REVENUE, [day])
         except BaseException as exc:  # surfaced below
             errors.append(exc)

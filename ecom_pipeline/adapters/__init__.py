@@ -1,1 +1,1 @@
-"""I/O adapters: lake storage, warehouse, notifier. Chosen from settings in ``resources.py``."""
+"""I/O adapters: lake, warehouse, notifier, metrics; chosen from settings in ``resources.py``."""

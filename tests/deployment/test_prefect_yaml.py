@@ -91,10 +91,11 @@ def test_no_sla_key_anywhere(config: dict[str, Any]) -> None:
     assert all("sla" not in d for d in config["deployments"])
 
 
-def test_the_three_deployments_and_their_entrypoints_import(
+def test_the_four_deployments_and_their_entrypoints_import(
     deployments: dict[str, dict[str, Any]],
 ) -> None:
-    assert set(deployments) == {"daily", "backfill", "retention"}
+    assert set(deployments) == {"daily", "backfill", "retention", "alert"}
+    assert deployments["alert"]["entrypoint"] == "flows/alerts.py:alert"
     assert deployments["daily"]["entrypoint"] == "flows/daily.py:daily"
     assert deployments["backfill"]["entrypoint"] == "flows/backfill.py:backfill"
     assert deployments["retention"]["entrypoint"] == "flows/retention.py:retention"

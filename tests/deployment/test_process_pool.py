@@ -83,7 +83,7 @@ def local_stack(
     _write_raw_days(lake)
     prefect_server.ensure_pool(POOL, "--type", "process")
     deployed = deploy_variant("process-pool", "--all", pool=POOL)
-    assert set(deployed) == {"daily", "backfill", "retention"}
+    assert set(deployed) == {"daily", "backfill", "retention", "alert"}
     worker_env = {
         **prefect_server.client_env,
         "PREFECT_WORKER_QUERY_SECONDS": "2",

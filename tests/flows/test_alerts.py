@@ -15,7 +15,7 @@ from prefect import flow
 from ecom_pipeline.adapters.lake import LocalLake
 from ecom_pipeline.errors import BadFileError, RunFailedError
 from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
-from flows.alerts import alert_on_failure
+from flows.alerts import report_outcome
 from flows.daily import daily
 from tasks.policy import pipeline_task
 
@@ -140,7 +140,7 @@ def test_a_task_failing_four_times_fails_the_run_and_alerts_once(
         attempts.write_text(str(count))
         raise ConnectionError(f"attempt {count}: connection reset")
 
-    @flow(name="broken-probe", on_failure=[alert_on_failure])
+    @flow(name="broken-probe", on_failure=[report_outcome])
     def broken_probe() -> None:
         broken_io()
 
@@ -169,3 +169,34 @@ def test_a_contract_violation_is_not_retried(tmp_path: Path) -> None:
     with pytest.raises(BadFileError):
         contract_probe()
     assert attempts.read_text() == "1"
+
+
+def test_a_backfill_sends_one_summary_notice_and_tags_its_days(
+    pipeline_env: Path, inbox: Inbox
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from flows.backfill import backfill
+
+    lake = LocalLake(pipeline_env / "lake")
+    days = [DAY, date(2026, 11, 21)]
+    for day in days:
+        write_raw_files(lake, generate_day(day, GeneratorConfig(orders_per_day=20, employees=5)))
+    state = backfill(start_date=days[0], end_date=days[1], return_state=True)
+    assert state.is_completed()
+    messages = inbox.receive()
+    assert [m["Subject"] for m in messages] == [
+        "[ecom-pipeline] backfill-2026-11-20-to-2026-11-21 succeeded"
+    ]
+    assert "2026-11-21: COMPLETED" in messages[0]["Message"]
+
+    parent_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"backfill:{parent_id}"]))
+        )
+        progress = client.read_artifacts()
+    assert sorted(run.name for run in children) == ["daily-2026-11-20", "daily-2026-11-21"]
+    (artifact,) = [a for a in progress if a.type == "progress" and a.flow_run_id == parent_id]
+    assert artifact.data == 100.0
