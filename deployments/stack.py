@@ -78,7 +78,8 @@ def deploy(
     Parameters not in ``params`` keep their current value on an update (their template
     default on a create). An update with nothing to change is success.
     """
-    declared = set(template_parameters(template_body))
+    defaults = template_parameters(template_body)
+    declared = set(defaults)
     unknown = set(params) - declared
     if unknown:
         raise StackError(
@@ -102,11 +103,14 @@ def deploy(
             Tags=[{"Key": "project", "Value": "ecom-pipeline"}],
         )
     else:
-        current = {p["ParameterKey"] for p in existing.get("Parameters", [])}
         parameters = [{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()]
+        # A parameter left out of an update takes its template default: carry over the
+        # current values that differ from it.
         parameters += [
-            {"ParameterKey": k, "UsePreviousValue": True}
-            for k in sorted((current & declared) - set(params))
+            previous_value(p)
+            for p in existing.get("Parameters", [])
+            if p["ParameterKey"] in declared - set(params)
+            and p.get("ParameterValue") != defaults[p["ParameterKey"]]
         ]
         try:
             cloudformation.update_stack(
@@ -123,11 +127,23 @@ def deploy(
     return outputs_of(stack)
 
 
-def template_parameters(template_body: str) -> list[str]:
-    """The template's parameter names (its short-form tags such as ``!Ref`` are read as
-    plain values: only the top-level keys matter here)."""
+def previous_value(parameter: Mapping[str, str]) -> dict[str, Any]:
+    """Keep a stack parameter's current value on update: spelt out, except for NoEcho values
+    (shown masked), which CloudFormation keeps with UsePreviousValue."""
+    if parameter.get("ParameterValue") == "****":
+        return {"ParameterKey": parameter["ParameterKey"], "UsePreviousValue": True}
+    return {"ParameterKey": parameter["ParameterKey"], "ParameterValue": parameter["ParameterValue"]}
+
+
+def template_parameters(template_body: str) -> dict[str, str | None]:
+    """The template's parameters and their defaults as CloudFormation shows values (text).
+    Short-form tags such as ``!Ref`` are read as plain values: only the top level matters."""
     template = yaml.load(template_body, Loader=_CfnLoader)  # noqa: S506 (a SafeLoader)
-    return list((template or {}).get("Parameters") or {})
+    declared = (template or {}).get("Parameters") or {}
+    return {
+        name: None if "Default" not in spec else str(spec["Default"])
+        for name, spec in declared.items()
+    }
 
 
 class _CfnLoader(yaml.SafeLoader):
