@@ -5,11 +5,13 @@ Every command talks to AWS through boto3 with the usual credential chain and reg
 (``AWS_PROFILE``, ``AWS_REGION``, …; ``AWS_ENDPOINT_URL`` points them at a local AWS API such
 as moto's server, which is how tests/deployment runs them)::
 
-    python -m deployments.stack deploy --stack-name ecom-pipeline --param AlertEmail=oncall@example.com
-    python -m deployments.stack secrets --stack-name ecom-pipeline --warehouse-url-stdin < url.txt
-    python -m deployments.stack pool-template --stack-name ecom-pipeline --output .prefect/ecom-ecs.json
+    python -m deployments.stack deploy --param AlertEmail=oncall@example.com
+    python -m deployments.stack secrets --warehouse-url-stdin < url.txt
+    python -m deployments.stack pool-template --output .prefect/ecom-ecs.json
     prefect work-pool create ecom-ecs --type ecs --base-job-template .prefect/ecom-ecs.json
-    eval "$(python -m deployments.stack env --stack-name ecom-pipeline)"
+    eval "$(python -m deployments.stack env)"
+
+(``--stack-name`` defaults to ``ecom-pipeline``.)
     prefect deploy --all
 
 ``deploy`` creates the stack or updates it (parameters not given keep their current value;
@@ -132,13 +134,16 @@ def previous_value(parameter: Mapping[str, str]) -> dict[str, Any]:
     (shown masked), which CloudFormation keeps with UsePreviousValue."""
     if parameter.get("ParameterValue") == "****":
         return {"ParameterKey": parameter["ParameterKey"], "UsePreviousValue": True}
-    return {"ParameterKey": parameter["ParameterKey"], "ParameterValue": parameter["ParameterValue"]}
+    return {
+        "ParameterKey": parameter["ParameterKey"],
+        "ParameterValue": parameter["ParameterValue"],
+    }
 
 
 def template_parameters(template_body: str) -> dict[str, str | None]:
     """The template's parameters and their defaults as CloudFormation shows values (text).
     Short-form tags such as ``!Ref`` are read as plain values: only the top level matters."""
-    template = yaml.load(template_body, Loader=_CfnLoader)  # noqa: S506 (a SafeLoader)
+    template = yaml.load(template_body, Loader=_CfnLoader)  # a SafeLoader
     declared = (template or {}).get("Parameters") or {}
     return {
         name: None if "Default" not in spec else str(spec["Default"])
@@ -190,7 +195,8 @@ def wait(
         time.sleep(poll_seconds)
     if status in {"CREATE_COMPLETE", "UPDATE_COMPLETE"}:
         return stack
-    raise StackError(f"stack {stack_name} ended in {status}:\n{failure_reasons(cloudformation, stack_name)}")
+    reasons = failure_reasons(cloudformation, stack_name)
+    raise StackError(f"stack {stack_name} ended in {status}:\n{reasons}")
 
 
 def failure_reasons(cloudformation: Any, stack_name: str) -> str:
@@ -337,7 +343,7 @@ def deploy_environment(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deployments.stack",
-        description="Deploy the ecom-pipeline CloudFormation stack and hand its outputs to Prefect.",
+        description="Deploy the ecom-pipeline stack and hand its outputs to Prefect.",
     )
     parser.add_argument("--region", default=None, help="AWS region (default: boto3's)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -359,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="read the warehouse's SQLAlchemy URL from standard input",
     )
-    pool_cmd = add("pool-template", "write the ECS pool's base job template with the stack's values")
+    pool_cmd = add("pool-template", "write the ECS pool's job template with the stack's values")
     pool_cmd.add_argument("--base", type=Path, default=BASE_JOB_TEMPLATE)
     pool_cmd.add_argument("--output", type=Path, required=True)
     pool_cmd.add_argument("--subnet", action="append", default=[], help="subnet of the flow runs")

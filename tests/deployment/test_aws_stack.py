@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,7 +82,9 @@ WILDCARD_ALLOWED = {
 LAKE_ARN = f"arn:aws:s3:::{BUCKET}"
 
 # moto warns for every resource type its CloudFormation skips; the gaps are tested below.
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse .* not supported by moto:UserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Tried to parse .* not supported by moto:UserWarning"
+)
 
 
 @pytest.fixture(scope="module")
@@ -116,23 +119,23 @@ def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]
 def test_deploy_creates_the_stack_and_prints_its_outputs(
     account: Account, outputs: dict[str, str]
 ) -> None:
-    (stack,) = account.client("cloudformation").describe_stacks(StackName="ecom-pipeline")[
-        "Stacks"
-    ]
+    (stack,) = account.client("cloudformation").describe_stacks(StackName="ecom-pipeline")["Stacks"]
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
     assert params["LakeBucketName"] == BUCKET and params["AlertEmail"] == EMAIL
     role = f"arn:aws:iam::{ACCOUNT}:role"
     assert outputs["LakeUri"] == f"s3://{BUCKET}"
     assert outputs["AlertsTopicArn"] == f"arn:aws:sns:{REGION}:{ACCOUNT}:ecom-pipeline-alerts"
-    assert outputs["ImageRepositoryUri"] == f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ecom-pipeline"
+    registry = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+    assert outputs["ImageRepositoryUri"] == f"{registry}/ecom-pipeline"
     assert outputs["ClusterName"] == "ecom-pipeline"
     # The names prefect.yaml builds from AWS_ACCOUNT_ID.
     assert outputs["TaskRoleArn"] == f"{role}/ecom-pipeline-task"
     assert outputs["TaskExecutionRoleArn"] == f"{role}/ecom-pipeline-task-execution"
     assert outputs["RedshiftCopyRoleArn"] == f"{role}/ecom-pipeline-redshift-copy"
     assert outputs["FlowRunLogGroupName"] == "/ecs/ecom-pipeline"
-    assert outputs["EcsEventsQueueArn"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:prefect-ecs-tasks-events"
+    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:prefect-ecs-tasks-events"
+    assert outputs["EcsEventsQueueArn"] == queue
     assert outputs["DashboardName"] == "ecom-pipeline"
 
 
@@ -144,9 +147,7 @@ def test_redeploy_is_idempotent_and_keeps_parameters_not_given(
     # reaches the resources that use it.
     other = "someone-else@example.com"
     assert deploy_stack(account, [f"AlertEmail={other}"]) == outputs
-    (stack,) = account.client("cloudformation").describe_stacks(StackName="ecom-pipeline")[
-        "Stacks"
-    ]
+    (stack,) = account.client("cloudformation").describe_stacks(StackName="ecom-pipeline")["Stacks"]
     params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
     assert params["AlertEmail"] == other and params["LakeBucketName"] == BUCKET
     assert stack["StackStatus"] == "UPDATE_COMPLETE"
@@ -232,9 +233,9 @@ def test_alerts_topic_has_the_email_subscription(account: Account, outputs: dict
 
 
 def test_repository_cluster_and_log_group(account: Account, outputs: dict[str, str]) -> None:
-    (repository,) = account.client("ecr").describe_repositories(
-        repositoryNames=["ecom-pipeline"]
-    )["repositories"]
+    (repository,) = account.client("ecr").describe_repositories(repositoryNames=["ecom-pipeline"])[
+        "repositories"
+    ]
     assert repository["repositoryUri"] == outputs["ImageRepositoryUri"]
     assert repository["imageTagMutability"] == "IMMUTABLE"  # tags are commit hashes
 
@@ -456,9 +457,7 @@ def test_glue_tables_describe_silver_delta_and_gold_parquet(template: dict[str, 
         parameters = table["Parameters"]
         assert parameters["projection.enabled"] == "true"
         assert parameters["projection.month.format"] == "yyyy-MM"
-        assert parameters["storage.location.template"] == {
-            "Fn::Sub": location + "month=${!month}/"
-        }
+        assert parameters["storage.location.template"] == {"Fn::Sub": location + "month=${!month}/"}
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -578,6 +577,109 @@ def test_cfn_lint_catches_a_broken_lifecycle_rule(tmp_path: Path) -> None:
     result = _cfn_lint(path)
     assert result.returncode & 2, result.stdout
     assert "ExpirationInDay" in result.stdout
+
+
+# ------------------------------------------------------------------------------ to Prefect
+
+
+def _exports(text: str) -> dict[str, str]:
+    """``export K=V`` lines as a shell would read them."""
+    found = {}
+    for line in text.splitlines():
+        words = shlex.split(line)
+        assert words[0] == "export" and len(words) == 2, line
+        name, _, value = words[1].partition("=")
+        found[name] = value
+    return found
+
+
+def test_secrets_are_created_once_and_never_printed(
+    account: Account, outputs: dict[str, str]
+) -> None:
+    secretsmanager = account.client("secretsmanager")
+    # Without the warehouse URL: the PII key is created, and the error says what is missing.
+    first = stack_cli(account, "secrets", check=False)
+    assert first.returncode == 1
+    assert "--warehouse-url-stdin" in first.stderr
+    key = secretsmanager.get_secret_value(SecretId="ecom-pipeline/pii-hash-key")["SecretString"]
+    assert len(key) == 64 and int(key, 16) >= 0  # 32 random bytes, hex
+
+    url = "redshift+redshift_connector://loader:s3cr3t-pw@example.com:5439/analytics"
+    second = stack_cli(account, "secrets", "--warehouse-url-stdin", stdin=url + "\n")
+    stored = secretsmanager.get_secret_value(SecretId="ecom-pipeline/warehouse-url")
+    assert stored["SecretString"] == url
+    # A new URL replaces the old one; the PII key stays (a new key would change every hash).
+    stack_cli(account, "secrets", "--warehouse-url-stdin", stdin=url.replace("pw", "pw2"))
+    again = secretsmanager.get_secret_value(SecretId="ecom-pipeline/pii-hash-key")
+    assert again["SecretString"] == key
+    assert secretsmanager.get_secret_value(SecretId="ecom-pipeline/warehouse-url")[
+        "SecretString"
+    ].endswith("s3cr3t-pw2@example.com:5439/analytics")
+    for result in (first, second):
+        assert key not in result.stdout + result.stderr
+        assert "s3cr3t" not in result.stdout + result.stderr
+    assert f"ecom-pipeline/warehouse-url: {stored['ARN']}" in second.stdout.splitlines()
+
+
+def test_env_exports_what_prefect_yaml_needs(account: Account, outputs: dict[str, str]) -> None:
+    stack_cli(account, "secrets", "--warehouse-url-stdin", stdin="duckdb:///x.duckdb")
+    secretsmanager = account.client("secretsmanager")
+    exports = _exports(stack_cli(account, "env").stdout)
+    assert exports == {
+        "AWS_ACCOUNT_ID": ACCOUNT,
+        "AWS_REGION": REGION,
+        "ECR_REGISTRY": outputs["ImageRepositoryUri"].split("/")[0],
+        "ECOM_PII_KEY_SECRET_ARN": secretsmanager.describe_secret(
+            SecretId="ecom-pipeline/pii-hash-key"
+        )["ARN"],
+        "ECOM_WAREHOUSE_URL_SECRET_ARN": secretsmanager.describe_secret(
+            SecretId="ecom-pipeline/warehouse-url"
+        )["ARN"],
+    }
+
+
+def test_pool_template_carries_the_stacks_cluster_roles_logs_and_network(
+    account: Account, outputs: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "ecom-ecs.json"
+    printed = stack_cli(account, "pool-template", "--output", str(path)).stdout.strip()
+    assert printed == str(path)
+    written = json.loads(path.read_text(encoding="utf-8"))
+    base = json.loads(stack_cli_module.BASE_JOB_TEMPLATE.read_text(encoding="utf-8"))
+    properties = written["variables"]["properties"]
+    assert properties["cluster"]["default"] == outputs["ClusterName"]
+    assert properties["task_role_arn"]["default"] == outputs["TaskRoleArn"]
+    assert properties["execution_role_arn"]["default"] == outputs["TaskExecutionRoleArn"]
+    assert properties["cloudwatch_logs_options"]["default"] == {
+        "awslogs-group": outputs["FlowRunLogGroupName"],
+        "awslogs-region": REGION,
+    }
+    # Nothing else differs from the project's template.
+    changed = ("cluster", "task_role_arn", "execution_role_arn", "cloudwatch_logs_options")
+    for name in changed:
+        properties[name]["default"] = base["variables"]["properties"][name]["default"]
+    assert written == base
+
+    stack_cli(
+        account,
+        "pool-template",
+        "--output",
+        str(path),
+        "--subnet",
+        "subnet-aaa",
+        "--subnet",
+        "subnet-bbb",
+        "--security-group",
+        "sg-ccc",
+    )
+    network = json.loads(path.read_text(encoding="utf-8"))["variables"]["properties"][
+        "network_configuration"
+    ]["default"]
+    assert network == {
+        "subnets": ["subnet-aaa", "subnet-bbb"],
+        "securityGroups": ["sg-ccc"],
+        "assignPublicIp": "DISABLED",
+    }
 
 
 # ------------------------------------------------------------------------------ CLI, offline
