@@ -6,13 +6,13 @@ Every command talks to AWS through boto3 with the usual credential chain and reg
 as moto's server, which is how tests/deployment runs them)::
 
     python -m deployments.stack deploy --param AlertEmail=oncall@example.com
-    python -m deployments.stack secrets --warehouse-url-stdin < url.txt
+    python -m deployments.stack secrets --set-warehouse-url     # prompts, not echoed
     python -m deployments.stack pool-template --output .prefect/ecom-ecs.json
     prefect work-pool create ecom-ecs --type ecs --base-job-template .prefect/ecom-ecs.json
     eval "$(python -m deployments.stack env)"
+    prefect deploy --all
 
 (``--stack-name`` defaults to ``ecom-pipeline``.)
-    prefect deploy --all
 
 ``deploy`` creates the stack or updates it (parameters not given keep their current value;
 "no updates are to be performed" is success), waits until it settles and prints the outputs.
@@ -22,6 +22,7 @@ It fails, with the events that say why, if the stack ends anywhere but ``*_COMPL
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import secrets
 import shlex
@@ -247,7 +248,7 @@ def ensure_secrets(
     arn = secret_arn(secretsmanager, warehouse_name)
     if warehouse_url is not None:
         if not warehouse_url.strip():
-            raise StackError("--warehouse-url-stdin: standard input was empty")
+            raise StackError("--set-warehouse-url: standard input was empty")
         if arn is None:
             arn = secretsmanager.create_secret(
                 Name=warehouse_name,
@@ -259,10 +260,18 @@ def ensure_secrets(
     if arn is None:
         raise StackError(
             f"secret {warehouse_name} does not exist: pass the warehouse URL on standard input "
-            "with --warehouse-url-stdin"
+            "with --set-warehouse-url"
         )
     arns[warehouse_name] = arn
     return arns
+
+
+def read_warehouse_url() -> str:
+    """The URL from standard input; on a terminal, asked for without echo (it holds a password
+    that does not belong in the shell's history)."""
+    if sys.stdin.isatty():
+        return getpass.getpass("Warehouse SQLAlchemy URL (not echoed): ")
+    return sys.stdin.read()
 
 
 def secret_arn(secretsmanager: Any, name: str) -> str | None:
@@ -361,9 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("outputs", "print the stack's outputs as JSON")
     secrets_cmd = add("secrets", "create the PII key (once) and set the warehouse URL")
     secrets_cmd.add_argument(
-        "--warehouse-url-stdin",
+        "--set-warehouse-url",
         action="store_true",
-        help="read the warehouse's SQLAlchemy URL from standard input",
+        help="read the warehouse's SQLAlchemy URL from standard input (a prompt on a terminal)",
     )
     pool_cmd = add("pool-template", "write the ECS pool's job template with the stack's values")
     pool_cmd.add_argument("--base", type=Path, default=BASE_JOB_TEMPLATE)
@@ -387,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "outputs":
             print(json.dumps(outputs, indent=2, sort_keys=True))
         elif args.command == "secrets":
-            url = sys.stdin.read() if args.warehouse_url_stdin else None
+            url = read_warehouse_url() if args.set_warehouse_url else None
             arns = ensure_secrets(session.client("secretsmanager"), outputs, url)
             for name, arn in arns.items():
                 print(f"{name}: {arn}")

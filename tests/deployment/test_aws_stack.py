@@ -600,16 +600,16 @@ def test_secrets_are_created_once_and_never_printed(
     # Without the warehouse URL: the PII key is created, and the error says what is missing.
     first = stack_cli(account, "secrets", check=False)
     assert first.returncode == 1
-    assert "--warehouse-url-stdin" in first.stderr
+    assert "--set-warehouse-url" in first.stderr
     key = secretsmanager.get_secret_value(SecretId="ecom-pipeline/pii-hash-key")["SecretString"]
     assert len(key) == 64 and int(key, 16) >= 0  # 32 random bytes, hex
 
     url = "redshift+redshift_connector://loader:s3cr3t-pw@example.com:5439/analytics"
-    second = stack_cli(account, "secrets", "--warehouse-url-stdin", stdin=url + "\n")
+    second = stack_cli(account, "secrets", "--set-warehouse-url", stdin=url + "\n")
     stored = secretsmanager.get_secret_value(SecretId="ecom-pipeline/warehouse-url")
     assert stored["SecretString"] == url
     # A new URL replaces the old one; the PII key stays (a new key would change every hash).
-    stack_cli(account, "secrets", "--warehouse-url-stdin", stdin=url.replace("pw", "pw2"))
+    stack_cli(account, "secrets", "--set-warehouse-url", stdin=url.replace("pw", "pw2"))
     again = secretsmanager.get_secret_value(SecretId="ecom-pipeline/pii-hash-key")
     assert again["SecretString"] == key
     assert secretsmanager.get_secret_value(SecretId="ecom-pipeline/warehouse-url")[
@@ -622,7 +622,7 @@ def test_secrets_are_created_once_and_never_printed(
 
 
 def test_env_exports_what_prefect_yaml_needs(account: Account, outputs: dict[str, str]) -> None:
-    stack_cli(account, "secrets", "--warehouse-url-stdin", stdin="duckdb:///x.duckdb")
+    stack_cli(account, "secrets", "--set-warehouse-url", stdin="duckdb:///x.duckdb")
     secretsmanager = account.client("secretsmanager")
     exports = _exports(stack_cli(account, "env").stdout)
     assert exports == {
