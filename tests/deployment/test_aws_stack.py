@@ -23,9 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 from cfnlint.decode import decode_str
 
 from deployments import stack as stack_cli_module
@@ -689,6 +691,60 @@ def test_parse_params_names_a_malformed_item() -> None:
     assert stack_cli_module.parse_params(["A=1", "B=x=y", "C="]) == {"A": "1", "B": "x=y", "C": ""}
     with pytest.raises(stack_cli_module.StackError, match="'AlertEmail'"):
         stack_cli_module.parse_params(["AlertEmail"])
+
+
+def _stubbed_stack(status: str) -> tuple[Any, Stubber]:
+    """A CloudFormation client answering with AWS's own responses for the two cases moto
+    does not produce: "No updates are to be performed." and a stack left in
+    ROLLBACK_COMPLETE by a failed create (botocore's Stubber checks every request against
+    the API model)."""
+    client = boto3.client(
+        "cloudformation",
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    stubber = Stubber(client)
+    stack = {
+        "StackName": "ecom-pipeline",
+        "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/ecom-pipeline/1",
+        "StackStatus": status,
+        "CreationTime": "2026-12-01T00:00:00Z",
+        "Parameters": [{"ParameterKey": "AlertEmail", "ParameterValue": EMAIL}],
+        "Outputs": [{"OutputKey": "ClusterName", "OutputValue": "ecom-pipeline"}],
+    }
+    stubber.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "ecom-pipeline"})
+    return client, stubber
+
+
+def test_an_update_with_nothing_to_change_is_success() -> None:
+    client, stubber = _stubbed_stack("UPDATE_COMPLETE")
+    stubber.add_client_error(
+        "update_stack",
+        service_error_code="ValidationError",
+        service_message="No updates are to be performed.",
+        http_status_code=400,
+        expected_params={
+            "StackName": "ecom-pipeline",
+            "TemplateBody": TEMPLATE_FILE.read_text(encoding="utf-8"),
+            "Parameters": [{"ParameterKey": "AlertEmail", "ParameterValue": EMAIL}],
+            "Capabilities": ["CAPABILITY_NAMED_IAM"],
+        },
+    )
+    with stubber:
+        outputs = stack_cli_module.deploy(
+            client, "ecom-pipeline", TEMPLATE_FILE.read_text(encoding="utf-8"), {}
+        )
+    stubber.assert_no_pending_responses()
+    assert outputs == {"ClusterName": "ecom-pipeline"}
+
+
+def test_a_stack_whose_create_failed_is_not_updated_but_explained() -> None:
+    client, stubber = _stubbed_stack("ROLLBACK_COMPLETE")
+    with stubber, pytest.raises(stack_cli_module.StackError, match="delete-stack"):
+        stack_cli_module.deploy(
+            client, "ecom-pipeline", TEMPLATE_FILE.read_text(encoding="utf-8"), {}
+        )
 
 
 @pytest.fixture
