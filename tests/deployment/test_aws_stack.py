@@ -581,6 +581,65 @@ def test_cfn_lint_catches_a_broken_lifecycle_rule(tmp_path: Path) -> None:
     assert "ExpirationInDay" in result.stdout
 
 
+# ------------------------------------------------------------------------------ worker service
+
+
+def test_worker_service_when_the_stack_is_given_the_prefect_api_image_and_network(
+    moto_endpoint: str, template: dict[str, Any]
+) -> None:
+    account = open_account(moto_endpoint, account="510987654321")
+    image = "510987654321.dkr.ecr.eu-west-1.amazonaws.com/ecom-pipeline:3f2a9c1d0b7e"
+    deploy_stack(
+        account,
+        [
+            "LakeBucketName=ecom-stack-test-lake-worker",
+            "PrefectApiUrl=https://prefect.example.internal/api",
+            f"WorkerImage={image}",
+            "WorkerSubnetIds=subnet-aaa,subnet-bbb",
+            "WorkerSecurityGroupIds=sg-ccc",
+        ],
+    )
+    ecs = account.client("ecs")
+    (service,) = ecs.describe_services(cluster="ecom-pipeline", services=["ecom-pipeline-worker"])[
+        "services"
+    ]
+    assert service["status"] == "ACTIVE" and service["desiredCount"] == 1
+    definition = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])[
+        "taskDefinition"
+    ]
+    assert definition["family"] == "ecom-pipeline-worker"
+    (container,) = definition["containerDefinitions"]
+    assert container["image"] == image
+    assert container["command"] == [
+        "prefect", "worker", "start", "--pool", "ecom-ecs", "--type", "ecs"
+    ]  # fmt: skip
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment["PREFECT_API_URL"] == "https://prefect.example.internal/api"
+    assert "secrets" not in container or not container["secrets"]  # no API key given
+    assert container["logConfiguration"]["options"]["awslogs-group"] == "/ecs/ecom-pipeline-worker"
+    iam = account.client("iam")
+    attached = iam.list_attached_role_policies(RoleName="ecom-pipeline-worker")
+    assert [p["PolicyName"] for p in attached["AttachedPolicies"]] == ["ecom-pipeline-worker"]
+    assert iam.get_role(RoleName="ecom-pipeline-worker-execution")["Role"]["RoleName"]
+
+    # Template side: moto's CloudFormation drops these task definition and service settings.
+    worker = template["Resources"]["WorkerTaskDefinition"]["Properties"]
+    assert worker["RequiresCompatibilities"] == ["FARGATE"] and worker["NetworkMode"] == "awsvpc"
+    assert worker["TaskRoleArn"] == {"Fn::GetAtt": ["WorkerRole", "Arn"]}
+    assert worker["ExecutionRoleArn"] == {"Fn::GetAtt": ["WorkerExecutionRole", "Arn"]}
+    network = template["Resources"]["WorkerService"]["Properties"]["NetworkConfiguration"]
+    assert network["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
+
+
+def test_no_worker_service_without_the_prefect_api(
+    account: Account, outputs: dict[str, str]
+) -> None:
+    services = account.client("ecs").list_services(cluster="ecom-pipeline")["serviceArns"]
+    assert services == []
+    with pytest.raises(ClientError, match="NoSuchEntity"):
+        account.client("iam").get_role(RoleName="ecom-pipeline-worker-execution")
+
+
 # ------------------------------------------------------------------------------ to Prefect
 
 
