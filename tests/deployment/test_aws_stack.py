@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import prefect_aws
 import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from cfnlint.decode import decode_str
+from prefect_aws.settings import EcsObserverSqsSettings
 
 from deployments import stack as stack_cli_module
 from ecom_pipeline.gold_tables import GOLD_TABLES, MONTH
@@ -271,6 +273,20 @@ def test_ecs_task_state_changes_go_to_the_observers_queue(
     }
     (target,) = events.list_targets_by_rule(Rule="ecom-pipeline-ecs-task-state")["Targets"]
     assert target["Arn"] == outputs["EcsEventsQueueArn"]
+
+    # What prefect-aws's observer reads by default, and the pattern of prefect-aws's own
+    # events stack (templates/ecs/events-only.json), with our cluster.
+    assert EcsObserverSqsSettings().queue_name == "prefect-ecs-tasks-events"
+    reference = json.loads(
+        (Path(prefect_aws.__file__).parent / "templates" / "ecs" / "events-only.json").read_text()
+    )
+    (upstream,) = [
+        r["Properties"]["EventPattern"]
+        for r in reference["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule"
+    ]
+    upstream["detail"]["clusterArn"] = [outputs["ClusterArn"]]
+    assert json.loads(rule["EventPattern"]) == upstream
 
     # The queue policy that lets EventBridge deliver (template side: moto skips the type).
     (policy,) = _resources(template, "AWS::SQS::QueuePolicy").values()
