@@ -20,9 +20,9 @@ triggers, concurrency, tags, descriptions) exactly as prefect.yaml has them.
   settings from the worker's environment and the checkout's .env file, like the CLI does.
 
 ``skip-image-build``: the ECS deployments exactly as prefect.yaml builds them, minus the Docker
-build/push steps, for redeploying configuration on an image already in ECR
-(``IMAGE_TAG=<existing tag>``); the shell steps still check the environment and compute the
-same image reference::
+build step and the push section (ECR login, push), for redeploying configuration on an image
+already in ECR (``IMAGE_TAG=<existing tag>``); the build's shell steps still check the
+environment and compute the same image reference::
 
     python -m deployments.variants skip-image-build
     export IMAGE_TAG=3f2a9c1d0b7e
@@ -89,12 +89,13 @@ def process_pool_variant(
 
 
 def skip_image_build_variant(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` without its Docker build/push steps; everything else unchanged."""
+    """``config`` without its Docker build steps and its push section (ECR login and push:
+    pushing the image is all it does); everything else unchanged."""
     variant = _without_definitions(config)
-    for section in ("build", "push"):
-        steps = variant.get(section) or []
-        kept = [s for s in steps if not any(k.startswith(DOCKER_STEP_PREFIX) for k in s)]
-        variant[section] = kept or None
+    steps = variant.get("build") or []
+    kept = [s for s in steps if not any(k.startswith(DOCKER_STEP_PREFIX) for k in s)]
+    variant["build"] = kept or None
+    variant["push"] = None
     return variant
 
 

@@ -159,7 +159,13 @@ def test_build_push_pull(config: dict[str, Any]) -> None:
     assert build["platform"] == "linux/amd64"
     assert build["id"] == "build-image"
     assert build["tag"] == "{{ image-tag.stdout }}"
-    (push,) = config["push"]
+    # Docker logs in to ECR, then pushes: in that order, and nothing else in the section.
+    assert [next(iter(step)) for step in config["push"]] == [
+        "prefect.deployments.steps.run_shell_script",
+        "prefect_docker.deployments.steps.push_docker_image",
+    ]
+    login, push = config["push"]
+    assert login["prefect.deployments.steps.run_shell_script"]["id"] == "ecr-login"
     push_step = push["prefect_docker.deployments.steps.push_docker_image"]
     assert push_step["image_name"] == "{{ build-image.image_name }}"
     assert push_step["tag"] == "{{ build-image.tag }}"
@@ -222,6 +228,40 @@ def test_build_shell_steps_compute_defaults_and_templating_resolves(
     outputs = run_steps(_shell_steps(config), {})
     assert outputs["image-tag"]["stdout"] == "release-7"
     assert outputs["image-name"]["stdout"] == "registry.example.com/team/ecom-pipeline"
+
+
+def test_ecr_login_pipes_the_token_of_the_region_into_docker_login_for_the_registry(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The push section's login step, run as `prefect deploy` runs it, against stand-in
+    `aws` and `docker` executables that record their arguments and standard input."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "calls"
+    (bin_dir / "aws").write_text(
+        f'#!/bin/sh\necho "aws $*" >> {record}\necho token-from-ecr\n', encoding="utf-8"
+    )
+    (bin_dir / "docker").write_text(
+        f'#!/bin/sh\necho "docker $* stdin=$(cat)" >> {record}\necho "Login Succeeded"\n',
+        encoding="utf-8",
+    )
+    for tool in ("aws", "docker"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "ECR_REGISTRY", "IMAGE_TAG"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in DEPLOY_ENV.items():
+        monkeypatch.setenv(name, value)
+
+    outputs = run_steps(_shell_steps(config), {})
+    login = [s for s in config["push"] if "prefect.deployments.steps.run_shell_script" in s]
+    run_steps(login, outputs)
+    registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    assert outputs["ecr-registry"]["stdout"] == registry
+    assert record.read_text(encoding="utf-8").splitlines() == [
+        "aws ecr get-login-password --region eu-west-1",
+        f"docker login --username AWS --password-stdin {registry} stdin=token-from-ecr",
+    ]
 
 
 def test_build_refuses_to_start_without_required_environment(
@@ -329,7 +369,7 @@ def test_process_pool_variant_keeps_the_deployments_and_swaps_only_the_infrastru
 
 def test_skip_image_build_variant_drops_only_docker_steps(config: dict[str, Any]) -> None:
     derived = variants.skip_image_build_variant(config)
-    assert derived["push"] is None
+    assert derived["push"] is None  # ECR login and push: nothing to push without a build
     kept = [next(iter(step)) for step in derived["build"]]
     assert kept and all(k == "prefect.deployments.steps.run_shell_script" for k in kept)
     assert len(kept) == len(_shell_steps(config))
