@@ -2,11 +2,11 @@
 
 The contracts run with pandera's polars backend over whole blocks of a file. They judge the
 text of each value, before any conversion, so a failure names the exact value the file holds;
-dates, timestamps and integers are parsed once (`parsed_columns`) beside their text, and the
-checks and the typed silver rows both use that one parse. Each check is named after the rule it
-enforces; these names are the ``rule`` of a quarantined row. A check that needs a well-formed
+dates, timestamps, integers and decimals are parsed once (`with_parsed`) beside their text, and
+the checks and the typed silver rows both use that one parse. Each check is named after the rule
+it enforces; these names are the ``rule`` of a quarantined row. A check that needs a well-formed
 value (a range, the number of decimals) passes values the format check already rejects, so one
-bad value gives one reason.
+bad value gives one reason. Every check is row-wise (see `passes_every_rule`).
 
 Digits are ASCII digits only: ``\\d`` would also accept other scripts' digits (``٢٠٢٦``).
 """

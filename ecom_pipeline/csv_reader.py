@@ -370,7 +370,7 @@ def _plain_records(
         return _exact_block(source, body, spec, header, first_line)
     if not len(lines) and not ragged:
         return None
-    arrays = [table.column(name).combine_chunks() for name in wanted]
+    arrays = [table.column(name) for name in wanted]  # chunked: no copy
     return _records(spec, header, arrays, pa.array(lines, pa.int64()), ragged)
 
 
@@ -408,12 +408,12 @@ def _exact_block(
 def _records(
     spec: DatasetSpec,
     header: _Header,
-    columns: list[pa.Array] | list[list[str | None]],
+    columns: list[pa.ChunkedArray] | list[list[str | None]],
     lines: pa.Array | list[int],
     ragged: list[RaggedRecord],
 ) -> RawRecords:
     arrays = [
-        values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+        values if isinstance(values, pa.ChunkedArray) else pa.array(values, pa.string())
         for values in columns
     ]
     numbers = lines if isinstance(lines, pa.Array) else pa.array(lines, pa.int64())

@@ -343,6 +343,7 @@ def _typed_rows(
         .append_column(SOURCE_LINE, table.column(LINE))
         .append_column(INGESTED_AT, pa.repeat(pa.scalar(run.ingested_at, TIMESTAMP_TYPE), count))
         .append_column(RUN_ID, pa.repeat(pa.scalar(run.run_id, pa.string()), count))
+        .combine_chunks()  # one record batch per block downstream, not one per Arrow piece
     )
 
 
