@@ -61,7 +61,7 @@ class LakeKeyError(PipelineError):
     ``reason`` says what is wrong without the key; the message names the key, escaped.
     """
 
-    def __init__(self, key: str, reason: str) -> None:
+    def __init__(self, key: str, reason: str = "invalid: not a plain relative path") -> None:
         self.key = key
         self.reason = reason
         super().__init__(f"lake key {printable(key)!r}: {reason}")
