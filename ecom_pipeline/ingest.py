@@ -237,7 +237,7 @@ def quarantine_whole_file(
     copy_key = f"quarantine/{dataset}/dt={item.day.isoformat()}/files/{name}"
     copied = readable and known and not SPECS[Dataset(item.dataset)].pii_columns
     if copied:
-        lake.write_bytes(copy_key, lake.read_bytes(item.key))
+        lake.copy(item.key, copy_key)  # never whole in memory: raw files can be large
     record_key = f"{copy_key}.reason.json"
     lake.write_json(
         record_key,

@@ -218,3 +218,13 @@ def test_the_ingest_task_accounts_for_strays_and_escapes_names_in_its_log(
     # a reason record for the link, pointing back to its key, without any copy of its target
     record = lake.read_json(f"quarantine/orders/{DT}/files/link.csv.reason.json")
     assert record["source"] == f"raw/orders/{DT}/link.csv" and record["copy"] is None
+
+
+def test_copy_within_the_lake_on_both_stores(lake: Lake) -> None:
+    body = bytes(range(256)) * 40_000  # 10 MB: more than one local copy block
+    put_raw(lake, f"raw/orders/{DT}/big.csv", body)
+    lake.copy(f"raw/orders/{DT}/big.csv", f"quarantine/orders/{DT}/files/big.csv")
+    assert lake.read_bytes(f"quarantine/orders/{DT}/files/big.csv") == body
+    with pytest.raises(FileNotFoundError):
+        lake.copy(f"raw/orders/{DT}/missing.csv", f"quarantine/orders/{DT}/files/missing.csv")
+    assert not lake.exists(f"quarantine/orders/{DT}/files/missing.csv")

@@ -75,6 +75,10 @@ class KillAfterWrites(Lake):
         self.inner.write_bytes(key, data)
         self._count(key)
 
+    def copy(self, source: str, target: str) -> None:
+        self.inner.copy(source, target)
+        self._count(target)
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
         created = self.inner.put_if_absent(key, data)
         self._count(key)

@@ -18,6 +18,7 @@ import builtins
 import io
 import json
 import os
+import shutil
 import stat
 import tempfile
 import uuid
@@ -39,6 +40,8 @@ from ecom_pipeline.errors import ConfigurationError, PipelineError, printable
 PARQUET_COMPRESSION = "zstd"
 PARQUET_ROW_GROUP_SIZE = 256 * 1024
 _FOLDER_RACE_RETRIES = 50
+#: Local copies stream in blocks of this size.
+COPY_BLOCK_BYTES = 8 << 20
 #: A local write stages its bytes under this name first; listings never show such files.
 _STAGING_PREFIX = ".ecom-lake-write-"
 _STAGING_SUFFIX = ".part"
@@ -62,7 +65,7 @@ class LakeKeyError(PipelineError):
     ``reason`` says what is wrong without the key; the message names the key, escaped.
     """
 
-    def __init__(self, key: str, reason: str) -> None:
+    def __init__(self, key: str, reason: str = "invalid: not a plain relative path") -> None:
         self.key = key
         self.reason = reason
         super().__init__(f"lake key {printable(key)!r}: {reason}")
@@ -145,6 +148,11 @@ class Lake(ABC):
         column chunks it needs); FileNotFoundError if there is none. The caller closes it."""
         return io.BytesIO(self.read_bytes(key))
 
+    def copy(self, source: str, target: str) -> None:
+        """Copy an object within the lake, atomically like `write_bytes`, without holding it
+        in memory where the store allows (a server-side copy on S3, a streamed one locally)."""
+        self.write_bytes(target, self.read_bytes(source))
+
     def read_parquet(
         self, keys: Iterable[str], columns: builtins.list[str] | None = None
     ) -> pa.Table:
@@ -200,7 +208,7 @@ class LocalLake(Lake):
     def open_random_access(self, key: str) -> Any:
         return self._path(key).open("rb")
 
-    def _stage(self, target: Path, data: bytes) -> Path:
+    def _stage(self, target: Path, data: bytes | BinaryIO) -> Path:
         # A concurrent delete may remove the folder the moment it empties (see `delete`):
         # make it again and retry, a bounded number of times in case something else is wrong.
         for attempt in range(_FOLDER_RACE_RETRIES):
@@ -214,7 +222,10 @@ class LocalLake(Lake):
                 if attempt == _FOLDER_RACE_RETRIES - 1:
                     raise
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                shutil.copyfileobj(data, handle, COPY_BLOCK_BYTES)
             handle.flush()
             os.fsync(handle.fileno())
         return Path(tmp)
@@ -223,6 +234,12 @@ class LocalLake(Lake):
         target = self._path(key)
         tmp = self._stage(target, data)
         os.replace(tmp, target)  # atomic on POSIX
+
+    def copy(self, source: str, target: str) -> None:
+        with self._path(source).open("rb") as reader:
+            destination = self._path(target)
+            tmp = self._stage(destination, reader)
+        os.replace(tmp, destination)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         target = self._path(key)
@@ -347,6 +364,17 @@ class S3Lake(Lake):
             return self._arrow_fs().open_input_file(self._arrow_path(key))
         except FileNotFoundError:
             raise FileNotFoundError(self.uri(key)) from None
+
+    def copy(self, source: str, target: str) -> None:
+        # boto3's managed copy: server-side, in parts above its multipart threshold.
+        try:
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target)
+            )
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise FileNotFoundError(self.uri(source)) from None
+            raise
 
     def write_bytes(self, key: str, data: bytes) -> None:
         # A PUT replaces an object whole: readers get the old or the new version, never a mix.
