@@ -337,14 +337,17 @@ class S3Lake(Lake):
         return f"{self.bucket}/{self._key(key)}"
 
     def read_bytes(self, key: str) -> bytes:
-        from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+        from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError
 
         # botocore retries a request, not the read of its body: a body cut short is read again.
         for attempt in range(_BODY_READ_ATTEMPTS):
             try:
                 response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            except self.client.exceptions.NoSuchKey:
-                raise FileNotFoundError(self.uri(key)) from None
+            except ClientError as exc:
+                # By status: a 404 whose error body was cut short has no "NoSuchKey" code.
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                    raise FileNotFoundError(self.uri(key)) from None
+                raise
             try:
                 return bytes(response["Body"].read())
             except (IncompleteReadError, ResponseStreamingError):

@@ -100,6 +100,20 @@ def test_put_if_absent_whose_reply_was_lost_is_not_a_false_conflict(
     assert stored(direct_s3, lake) == {"_locks/gold.json": b'{"owner": "me"}'}
 
 
+def test_a_missing_object_whose_error_reply_is_cut_short_is_still_missing(
+    proxy: FaultyHttpProxy,
+) -> None:
+    """A truncated 404 body carries no error code: the status alone says "no such object"."""
+    lake = lake_behind(proxy)
+    proxy.queue("truncated")
+
+    with pytest.raises(FileNotFoundError):
+        lake.read_bytes("raw/orders/dt=2026-11-18/absent.csv")
+
+    assert proxy.injected["truncated"] == 1
+    assert lake.exists("raw/orders/dt=2026-11-18/absent.csv") is False
+
+
 def run_mixed_workload(lake: S3Lake, objects: int) -> dict[str, bytes]:
     """Writes, creates, conflicting creates, reads, lists and deletes; returns what should be
     left. Asserts each answer on the way."""
@@ -141,9 +155,11 @@ def test_long_seeded_mixed_faults(
 ) -> None:
     total_faults = total_requests = 0
     for seed in range(5):
-        with FaultyHttpProxy(moto_endpoint, rate=0.25, seed=seed) as faulty:
+        # 5 attempts per request (botocore's legacy mode): at 10 % faults one operation in
+        # 100 000 exhausts them; a higher rate is the task retries' job (the flow tests).
+        with FaultyHttpProxy(moto_endpoint, rate=0.1, seed=seed) as faulty:
             lake = lake_behind(faulty)
-            expected = run_mixed_workload(lake, objects=40)
+            expected = run_mixed_workload(lake, objects=60)
             assert stored(direct_s3, lake) == expected
             total_faults += faulty.faults
             total_requests += faulty.requests

@@ -145,3 +145,33 @@ def test_a_cut_at_every_attempt_fails_loudly_and_changes_nothing(
         stored = wh.read_table(DAILY_REVENUE)
     assert stored.drop_columns([LOADED_AT]).equals(sorted_rows(BEFORE))
     assert set(stored[LOADED_AT].to_pylist()) == {T0}
+
+
+def test_a_commit_whose_reply_was_lost_did_commit_and_its_retry_only_moves_loaded_at(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """The ambiguous case: the client sees an error, the server has committed. The retry
+    replaces the same months with the same rows, so the table is right either way, and
+    ``_loaded_at`` moves forward."""
+    with CuttingPostgresProxy() as proxy, Warehouse(proxy.url(postgres_url), pg_schema) as wh:
+        wh.upsert_months(DAILY_REVENUE, BEFORE, ["2026-10", "2026-11"], loaded_at=T0)
+        proxy.add(Cut(r"^COMMIT", "reply"))
+        first_stamp = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+
+        with pytest.raises(sa.exc.OperationalError):
+            wh.upsert_months(DAILY_REVENUE, LOAD, LOAD_MONTHS, loaded_at=first_stamp)
+
+        with Warehouse(postgres_url, pg_schema) as direct:
+            committed = direct.read_table(DAILY_REVENUE)
+        expected = sorted_rows(pa.concat_tables([revenue_rows("2026-10"), LOAD]))
+        assert committed.drop_columns([LOADED_AT]).equals(expected), "the commit did not happen"
+        loaded = committed.filter(pc.not_equal(committed[MONTH], "2026-10"))
+        assert set(loaded[LOADED_AT].to_pylist()) == {first_stamp}
+
+        retry_stamp = datetime.now(UTC)
+        wh.upsert_months(DAILY_REVENUE, LOAD, LOAD_MONTHS, loaded_at=retry_stamp)
+        stored = wh.read_table(DAILY_REVENUE)
+    assert stored.drop_columns([LOADED_AT]).equals(expected)
+    loaded = stored.filter(pc.not_equal(stored[MONTH], "2026-10"))
+    assert set(loaded[LOADED_AT].to_pylist()) == {retry_stamp}
+    assert retry_stamp > first_stamp

@@ -83,6 +83,40 @@ def copies(path: Path = DOCKERFILE) -> list[tuple[list[str], str]]:
     return result
 
 
+#: Runs a command with every mount read-only but the folders given before ``--`` (and /proc,
+#: /sys, /dev, which a container keeps), in a private mount namespace: what ECS's
+#: ``readonlyRootFilesystem`` with the image's volumes gives the process.
+_READ_ONLY_ROOT_SCRIPT = r"""
+set -e
+keep=""
+while [ "$1" != "--" ]; do mount --bind "$1" "$1"; keep="$keep $1"; shift; done
+shift
+for mp in $(awk '{print $2}' /proc/self/mounts | sort -u); do
+  case "$mp" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue;; esac
+  case " $keep " in *" $mp "*) continue;; esac
+  mount -o remount,bind,ro "$mp"
+done
+exec "$@"
+"""
+_UNSHARE = ["unshare", "--user", "--map-root-user", "--mount"]
+
+
+def read_only_root_unavailable() -> str | None:
+    """Why this machine cannot emulate a read-only root (no user namespaces), or None."""
+    try:
+        result = subprocess.run(
+            [*_UNSHARE, "sh", "-c", "mount -o remount,bind,ro / && ! touch /.ro-probe"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare unavailable: {exc}"
+    if result.returncode != 0:
+        return f"cannot remount / read-only in a user namespace: {result.stderr.strip()}"
+    return None
+
+
 @dataclass
 class Step:
     command: str
@@ -124,6 +158,21 @@ class Replay:
             capture_output=True,
             text=True,
             timeout=180,
+        )
+
+    def run_read_only(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        """`run` with a read-only root filesystem where only the image's volumes are writable
+        (see `read_only_root_unavailable` for machines that cannot do it)."""
+        writable = [str(folder) for folder in self.scratch]
+        return subprocess.run(
+            [*_UNSHARE, "sh", "-c", _READ_ONLY_ROOT_SCRIPT, "sh", *writable, "--", *args],
+            cwd=self.workdir,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
 

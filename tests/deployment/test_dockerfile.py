@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import tomllib
+from datetime import date
 from pathlib import Path
 from types import ModuleType
 
@@ -27,6 +28,7 @@ from .dockerfile_replay import (
     copies,
     dockerfile_env,
     instructions,
+    read_only_root_unavailable,
     volumes,
 )
 
@@ -172,7 +174,10 @@ def test_constraints_writer_matches_this_environment_when_asked() -> None:
 
 @pytest.mark.slow
 def test_image_install_and_start_commands_in_a_fresh_venv(
-    dockerfile_replay: BackgroundReplay | None, tmp_path: Path
+    dockerfile_replay: BackgroundReplay | None,
+    tmp_path: Path,
+    s3_lake_uri: str,
+    moto_endpoint: str,
 ) -> None:
     """COPY + every `RUN … pip install …` of the Dockerfile in a fresh venv, then the CMD."""
     assert dockerfile_replay is not None, "conftest.py did not start the replay"
@@ -204,3 +209,37 @@ def test_image_install_and_start_commands_in_a_fresh_venv(
     run(python, "-c", imports)
     # The ECS worker overrides CMD with `prefect flow-run execute`: that command must be there.
     assert "execute" in run(str(replay.venv / "bin" / "prefect"), "flow-run", "--help")
+
+    # ECS runs the container with a read-only root filesystem; the image's volume is the only
+    # writable place. The CMD starts and a daily run completes (lake on S3, warehouse file and
+    # the temporary Prefect API's database in the volume, as a local test run needs them).
+    unavailable = read_only_root_unavailable()
+    if unavailable is not None:
+        pytest.skip(f"install checks passed; read-only root not emulated here: {unavailable}")
+    from ecom_pipeline.adapters.lake import open_lake
+    from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
+
+    day = "2026-11-18"
+    lake = open_lake(s3_lake_uri, endpoint_url=moto_endpoint)
+    write_raw_files(
+        lake, generate_day(date.fromisoformat(day), GeneratorConfig(orders_per_day=50, seed=3))
+    )
+    (scratch,) = replay.scratch
+    run_env = {
+        "ECOM_LAKE_URI": s3_lake_uri,
+        "ECOM_AWS_ENDPOINT_URL": moto_endpoint,
+        "ECOM_WAREHOUSE_URL": f"duckdb:///{scratch / 'warehouse.duckdb'}",
+        "ECOM_PII_HASH_KEY": "read-only-root-test-key-0123456789",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }
+    probe = replay.run_read_only("sh", "-c", "! touch /opt/probe 2>/dev/null && ! touch ~/probe")
+    assert probe.returncode == 0, f"the root is not read-only in the emulation: {probe.stderr}"
+    started = replay.run_read_only(*cmd(), env=run_env)
+    assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+    daily = replay.run_read_only("ecom-pipeline", "run", "--date", day, env=run_env, timeout=600)
+    assert daily.returncode == 0, daily.stdout[-5000:] + daily.stderr[-5000:]
+    assert lake.list(f"_runs/dt={day}/"), "the run left no manifest"
+    assert (scratch / "warehouse.duckdb").exists()
