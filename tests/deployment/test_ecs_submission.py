@@ -159,6 +159,12 @@ def _check_submission(
     assert container["image"] == f"{REGISTRY}/ecom-pipeline:{IMAGE_TAG}"
     assert definition["cpu"] == "1024" and definition["memory"] == "4096"
     assert container["cpu"] == 1024 and container["memory"] == 4096
+    # Read-only root filesystem; the image's one writable folder is the scratch volume.
+    assert container["readonlyRootFilesystem"] is True
+    assert container["mountPoints"] == [
+        {"sourceVolume": "scratch", "containerPath": "/scratch", "readOnly": False}
+    ]
+    assert [volume["name"] for volume in definition["volumes"]] == ["scratch"]
     assert definition["taskRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/ecom-pipeline-task"
     assert definition["executionRoleArn"] == (
         f"arn:aws:iam::{ACCOUNT}:role/ecom-pipeline-task-execution"
