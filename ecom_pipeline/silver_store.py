@@ -100,6 +100,7 @@ class SilverSnapshot:
         self.store = store
         self.table = table
         self.version = table.version() if table is not None else -1
+        self._dataset: ds.Dataset | None = None
 
     @property
     def partitions(self) -> list[str]:
@@ -133,8 +134,11 @@ class SilverSnapshot:
         return result
 
     def dataset(self) -> ds.Dataset:
+        """The version as an Arrow dataset (built once: gold reads it a partition at a time)."""
         assert self.table is not None
-        return self.table.to_pyarrow_dataset()
+        if self._dataset is None:
+            self._dataset = self.table.to_pyarrow_dataset()
+        return self._dataset
 
     def read(
         self,
