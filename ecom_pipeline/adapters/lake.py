@@ -4,10 +4,10 @@ Every key is relative to the lake root (``raw/orders/dt=2026-11-21/orders.csv``)
 holds everything that is not a storage primitive (Parquet, JSON, key checks), so the local folder
 and S3 behave identically; subclasses only implement five byte-level operations.
 
-Two primitives carry the lake lock (``ecom_pipeline.adapters.lake_lock``); silver's Delta tables
-are written by delta-rs itself, given `Lake.table_uri` and `Lake.delta_storage_options`:
-``write_bytes`` replaces an object whole or not at all, and ``put_if_absent`` creates an object
-only if no object has that key (``O_EXCL`` link locally, ``If-None-Match: *`` on S3).
+Two primitives carry the lake lock (``ecom_pipeline.adapters.lake_lock``): ``write_bytes``
+replaces an object whole or not at all, and ``put_if_absent`` creates an object only if no object
+has that key (``O_EXCL`` link locally, ``If-None-Match: *`` on S3). Silver's Delta tables are
+written by delta-rs itself, given `Lake.table_uri` and `Lake.delta_storage_options`.
 """
 
 from __future__ import annotations
