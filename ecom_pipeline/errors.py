@@ -49,7 +49,7 @@ class QuarantineThresholdError(PipelineError):
 
 
 class CommitConflictError(PipelineError):
-    """Another writer committed a new silver snapshot first; the caller re-reads and retries."""
+    """Other writers kept committing to a silver table first, too many times in a row."""
 
 
 class RunFailedError(PipelineError):

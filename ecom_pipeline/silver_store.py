@@ -100,6 +100,7 @@ class SilverSnapshot:
         self.store = store
         self.table = table
         self.version = table.version() if table is not None else -1
+        self._dataset: ds.Dataset | None = None
 
     @property
     def partitions(self) -> list[str]:
@@ -133,8 +134,11 @@ class SilverSnapshot:
         return result
 
     def dataset(self) -> ds.Dataset:
+        """The version as an Arrow dataset (built once: gold reads it a partition at a time)."""
         assert self.table is not None
-        return self.table.to_pyarrow_dataset()
+        if self._dataset is None:
+            self._dataset = self.table.to_pyarrow_dataset()
+        return self._dataset
 
     def read(
         self,
@@ -287,7 +291,7 @@ class SilverStore:
         partition_column(incoming, self.spec)  # refuses a value that cannot name a folder
         working = self.schema.append(pa.field(ACCOUNTED, pa.bool_()))
         batch = incoming.select(working.names).cast(working)
-        return batch.filter(winners_mask(batch, self.spec))
+        return _kept(batch, winners_mask(batch, self.spec).to_numpy(zero_copy_only=False))
 
     def _merge_onto(self, table: DeltaTable, batch: pa.Table, run_id: str) -> MergeResult:
         snapshot = SilverSnapshot(self, table)
@@ -297,7 +301,7 @@ class SilverStore:
         versions = pa.concat_tables([existing.select(precedence), batch.select(precedence)])
         won = winners_mask(versions, self.spec).to_numpy(zero_copy_only=False)
         existing_lost = ~won[: existing.num_rows]
-        winners = batch.filter(pa.array(won[existing.num_rows :]))
+        winners = _kept(batch, won[existing.num_rows :])
 
         written: dict[str, int] = {}
         counted = winners.filter(winners.column(ACCOUNTED))
@@ -480,6 +484,12 @@ class SilverStore:
         table.create_checkpoint()
         table.cleanup_metadata()
         return list(removed)
+
+
+def _kept(table: pa.Table, mask: np.ndarray) -> pa.Table:
+    """The rows where ``mask`` is True; the table itself, not a copy, when that is all of them
+    (a day of new keys: saves a copy of the day in memory)."""
+    return table if bool(mask.all()) else table.filter(pa.array(mask))
 
 
 def _relative(path: str, root: str) -> str:

@@ -7,9 +7,10 @@ and S3 behave identically; subclasses only implement five byte-level operations 
 filesystem, so Parquet fetches only the column chunks it needs and raw CSV is streamed).
 A local lake lists symbolic links as objects and never follows one out of its root.
 
-Two primitives carry the silver commit protocol (see ``ecom_pipeline.silver_store``):
-``write_bytes`` replaces an object whole or not at all, and ``put_if_absent`` creates an object
-only if no object has that key (``O_EXCL`` link locally, ``If-None-Match: *`` on S3).
+Two primitives carry the lake lock (``ecom_pipeline.adapters.lake_lock``): ``write_bytes``
+replaces an object whole or not at all, and ``put_if_absent`` creates an object only if no object
+has that key (``O_EXCL`` link locally, ``If-None-Match: *`` on S3). Silver's Delta tables are
+written by delta-rs itself, given `Lake.table_uri` and `Lake.delta_storage_options`.
 """
 
 from __future__ import annotations
