@@ -499,4 +499,4 @@ def _relative(path: str, root: str) -> str:
 
 
 def _back_off(attempt: int) -> None:
-    time.sleep(random.uniform(0, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 5)))
+    time.sleep(random.uniform(0, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 5)))  # nosec B311: retry jitter, not security
