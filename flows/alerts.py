@@ -21,9 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, runtime
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
     FlowRunFilter,
     FlowRunFilterId,
     TaskRunFilter,
@@ -31,6 +33,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import State
 
 from ecom_pipeline.adapters.metrics import Metric
@@ -137,9 +140,60 @@ def _uuid(value: str, kind: str) -> UUID:
     return UUID(value.removeprefix(f"prefect.{kind}."))
 
 
+def _alert_run_name() -> str:
+    """``alert-{flow run id}`` for a run's alert, ``…-sla-{task run id}`` for a task's."""
+    params = runtime.flow_run.parameters
+    name = f"alert-{params['flow_run_id']}"
+    task_run_id = params.get("task_run_id")
+    return f"{name}-sla-{_uuid(task_run_id, 'task-run')}" if task_run_id else name
+
+
+def _subject(parameters: dict[str, Any]) -> tuple[str, str | None]:
+    task_run_id = parameters.get("task_run_id")
+    return (
+        str(_uuid(str(parameters["flow_run_id"]), "flow-run")),
+        str(_uuid(task_run_id, "task-run")) if task_run_id else None,
+    )
+
+
+def _first_about_its_subject(client: SyncPrefectClient) -> bool:
+    """Whether this alert run is the first one about its flow run (or task run).
+
+    Automation actions are delivered at least once (one state change has been seen to start
+    two alert runs here): of the alert runs with the same parameters, only the earliest
+    created that did not fail sends. Parameters are fixed at creation, so every duplicate
+    reaches the same verdict whatever order they start in.
+    """
+    deployment_id = runtime.deployment.id
+    if deployment_id is None:  # started by hand, not by an automation
+        return True
+    mine = _subject(runtime.flow_run.parameters)
+    runs = client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(deployment_id)])),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=200,
+    )
+    same = [
+        run
+        for run in runs
+        if "flow_run_id" in run.parameters
+        and _subject(run.parameters) == mine
+        and (
+            run.state is None
+            or run.state.type not in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
+        )
+    ]
+    if not same:
+        return True
+    first = min(
+        same, key=lambda run: (run.created or datetime.max.replace(tzinfo=UTC), str(run.id))
+    )
+    return str(first.id) == str(runtime.flow_run.id)
+
+
 @flow(
     name="alert",
-    flow_run_name="alert-{flow_run_id}",
+    flow_run_name=_alert_run_name,
     description="Send one alert about a run of ours; started by deployments/automations/.",
 )
 def alert(flow_run_id: str, task_run_id: str | None = None) -> str:
@@ -153,6 +207,9 @@ def alert(flow_run_id: str, task_run_id: str | None = None) -> str:
     settings = load_settings()
     logger = get_run_logger()
     with get_client(sync_client=True) as client:
+        if not _first_about_its_subject(client):
+            logger.info("an earlier alert run covers %s: not sent twice", runtime.flow_run.name)
+            return "skipped: sent by an earlier alert run"
         run = client.read_flow_run(_uuid(flow_run_id, "flow-run"))
         if task_run_id:
             if run.state and run.state.is_final():
