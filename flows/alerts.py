@@ -21,9 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, runtime
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
     FlowRunFilter,
     FlowRunFilterId,
     TaskRunFilter,
@@ -31,11 +33,13 @@ from prefect.client.schemas.filters import (
     TaskRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import State
 
 from ecom_pipeline.adapters.metrics import Metric
 from ecom_pipeline.adapters.notifier import Alert
 from ecom_pipeline.config import load_settings
+from ecom_pipeline.errors import ConfigurationError
 from ecom_pipeline.resources import build_resources
 
 log = logging.getLogger(__name__)
@@ -137,32 +141,95 @@ def _uuid(value: str, kind: str) -> UUID:
     return UUID(value.removeprefix(f"prefect.{kind}."))
 
 
+def _alert_run_name() -> str:
+    """``alert-{flow run id}`` for a run's alert, ``alert-sla-{task run id}`` for a task's."""
+    params = runtime.flow_run.parameters
+    if params.get("task_run_id"):
+        return f"alert-sla-{_uuid(params['task_run_id'], 'task-run')}"
+    return f"alert-{_uuid(params.get('flow_run_id') or '', 'flow-run')}"
+
+
+def _subject(parameters: dict[str, Any]) -> tuple[str, str]:
+    task_run_id = parameters.get("task_run_id")
+    if task_run_id:
+        return ("task-run", str(_uuid(str(task_run_id), "task-run")))
+    return ("flow-run", str(_uuid(str(parameters.get("flow_run_id") or ""), "flow-run")))
+
+
+def _first_about_its_subject(client: SyncPrefectClient) -> bool:
+    """Whether this alert run is the first one about its flow run (or task run).
+
+    Automation actions are delivered at least once (one state change has been seen to start
+    two alert runs here): of the alert runs with the same parameters, only the earliest
+    created that did not fail sends. Parameters are fixed at creation, so every duplicate
+    reaches the same verdict whatever order they start in.
+    """
+    deployment_id = runtime.deployment.id
+    if deployment_id is None:  # started by hand, not by an automation
+        return True
+    mine = _subject(runtime.flow_run.parameters)
+    runs = client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(deployment_id)])),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=200,
+    )
+    same = [
+        run
+        for run in runs
+        if (run.parameters.get("flow_run_id") or run.parameters.get("task_run_id"))
+        and _subject(run.parameters) == mine
+        and (
+            run.state is None
+            or run.state.type not in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
+        )
+    ]
+    if not same:
+        return True
+    first = min(
+        same, key=lambda run: (run.created or datetime.max.replace(tzinfo=UTC), str(run.id))
+    )
+    return str(first.id) == str(runtime.flow_run.id)
+
+
 @flow(
     name="alert",
-    flow_run_name="alert-{flow_run_id}",
+    flow_run_name=_alert_run_name,
     description="Send one alert about a run of ours; started by deployments/automations/.",
 )
-def alert(flow_run_id: str, task_run_id: str | None = None) -> str:
-    """Publish one alert about a flow run that failed, crashed or is late, or about one of its
-    tasks past its SLA; returns the subject sent. No SLA alert for a run that already ended.
+def alert(flow_run_id: str | None = None, task_run_id: str | None = None) -> str:
+    """Publish one alert about a flow run that failed, crashed or is late, or about a task run
+    past its SLA; returns the subject sent, or why nothing was sent (an earlier alert run sent
+    it; the task is no longer running; its flow run already ended).
 
     Args:
-        flow_run_id: The run concerned (the automations pass ``{{ flow_run.id }}``).
-        task_run_id: For an SLA alert, the task run still running (``{{ event.resource.id }}``).
+        flow_run_id: The run that failed, crashed or is late (the automation passes
+            ``{{ event.resource.id }}``, ``prefect.flow-run.<id>``; a bare id works too).
+        task_run_id: Instead, the task run past its SLA (``prefect.task-run.<id>``).
     """
+    if not (flow_run_id or task_run_id):
+        raise ConfigurationError("alert needs flow_run_id or task_run_id")
     settings = load_settings()
     logger = get_run_logger()
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(_uuid(flow_run_id, "flow-run"))
+        if not _first_about_its_subject(client):
+            logger.info("an earlier alert run covers %s: not sent twice", runtime.flow_run.name)
+            return "skipped: sent by an earlier alert run"
         if task_run_id:
+            task_run = client.read_task_run(_uuid(task_run_id, "task-run"))
+            if task_run.flow_run_id is None:
+                return "skipped: the task run has no flow run"
+            run = client.read_flow_run(task_run.flow_run_id)
+            if task_run.state is None or not task_run.state.is_running():
+                # It finished between the window's end and now (the trigger saw it late).
+                return f"skipped: {task_run.name} is {task_run.state_name}"
             if run.state and run.state.is_final():
                 # The run ended: its own alert (failed, crashed) covers the tasks it left
-                # Running, and a finished run needs none.
+                # Running.
                 logger.info("no SLA alert: flow run %s is %s", run.name, run.state.name)
                 return f"skipped: {run.name} is {run.state.name}"
-            task_run = client.read_task_run(_uuid(task_run_id, "task-run"))
             message = sla_alert(run, task_run, settings.task_sla_seconds)
         else:
+            run = client.read_flow_run(_uuid(flow_run_id or "", "flow-run"))
             flow_name = client.read_flow(run.flow_id).name
             message = run_state_alert(run, flow_name, failed_tasks(client, run.id))
     build_resources(settings).notifier.send(message)
