@@ -27,6 +27,7 @@ from uuid import UUID
 import yaml
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.events.schemas.automations import AutomationCore
+from prefect.exceptions import ObjectNotFound
 
 from ecom_pipeline.errors import ConfigurationError
 
@@ -90,7 +91,7 @@ def load_automations(
     for name in sorted(names):
         try:
             ids[name] = client.read_deployment_by_name(name).id
-        except Exception:  # ObjectNotFound: reported with the placeholder that needs it
+        except ObjectNotFound:  # reported below with the placeholder that needs it
             continue
     automations = []
     for path, text in texts.items():

@@ -228,7 +228,7 @@ def lake_lock(
                 state.expires_at.isoformat(timespec="seconds"),
                 waited,
             )
-        time.sleep(random.uniform(0.5, 1.5) * poll_seconds)
+        time.sleep(random.uniform(0.5, 1.5) * poll_seconds)  # nosec B311: jitter, not security
 
     held = _Lease(lake, name, generation, lease)
     held.start()
