@@ -145,6 +145,8 @@ def test_all_on_the_ecs_pool_with_valid_job_variables(
         assert job_variables["memory"] in FARGATE_SIZES[job_variables["cpu"]], name
         assert job_variables["env"]["ECOM_LAKE_URI"] == "s3://ecommerce-data"
         assert job_variables["env"]["ECOM_ENVIRONMENT"] == "production"
+        # The heartbeat automation (deployments/automations/) needs runs that send heartbeats.
+        assert int(job_variables["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) > 0
         # Secrets only by reference: never a value in prefect.yaml or the run's environment.
         secret_names = {s["name"] for s in job_variables["container_secrets"]}
         assert secret_names == {"ECOM_PII_HASH_KEY", "ECOM_WAREHOUSE_URL"}
