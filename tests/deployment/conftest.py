@@ -141,6 +141,20 @@ class PrefectServer:
         if response.status_code != 404:
             _raise_with_body(response)
 
+    def delete_automations(self, attempts: int = 5) -> None:
+        """Remove every automation: the session's server outlives a test module, and an applied
+        heartbeat or SLA automation would otherwise act on later modules' runs (the SQLite-backed
+        server can be slow to answer under load: a few tries)."""
+        for attempt in range(attempts):
+            try:
+                for automation in self.post("/automations/filter", {}):
+                    self.delete(f"/automations/{automation['id']}")
+                return
+            except httpx.TimeoutException:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(2 * (attempt + 1))
+
     def deployment(self, flow: str, name: str) -> dict[str, Any]:
         return self.get(f"/deployments/name/{flow}/{name}")
 

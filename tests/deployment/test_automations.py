@@ -21,7 +21,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -113,16 +112,7 @@ def stack(
                     indent=1,
                 )
             )
-        # The session's server outlives this module: leave no automation behind (the
-        # SQLite-backed server can be slow to answer under load: a few tries).
-        for attempt in range(5):
-            try:
-                for automation in prefect_server.post("/automations/filter", {}):
-                    if automation["name"] in NAMES:
-                        prefect_server.delete(f"/automations/{automation['id']}")
-                break
-            except httpx.TimeoutException:
-                time.sleep(2 * (attempt + 1))
+        prefect_server.delete_automations()
         engine = sa.create_engine(postgres_url)
         with engine.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
@@ -192,9 +182,9 @@ def test_a_run_killed_with_sigkill_alerts_once(
     day = date(2026, 11, 10)
     _write_day(stack, day)
     stack.inbox.receive(wait_seconds=1)  # start from an empty inbox
-    # The failpoint kills the flow's own process (SIGKILL) after its first silver write.
+    # The failpoint kills the flow's own process (SIGKILL) once its first silver merge committed.
     run = _run_daily(
-        prefect_server, stack, day, {"ECOM_FAILPOINT_KILL_AFTER_WRITE": "1:processed/"}
+        prefect_server, stack, day, {"ECOM_FAILPOINT_KILL_AT": "silver:customers:after-merge"}
     )
     finished = prefect_server.wait_for_run(run["id"], RUN_TIMEOUT, watch=[stack.worker])
     assert finished["state_type"] == "CRASHED", finished["state"]

@@ -165,7 +165,12 @@ def test_the_readme_procedure_from_an_empty_account_to_a_submitted_flow_run(
 
     commands = readme_procedure()
     setup = [_substitute(c, tmp_path) for c in commands if c != WORKER_LINE]
-    _bash("\n".join(setup), env)
+    try:
+        _bash("\n".join(setup), env)
+    finally:
+        # The procedure applies the automations to the session's server: remove them so that
+        # they do not act on the runs of later test modules.
+        prefect_server.delete_automations()
 
     daily = prefect_server.deployment("daily", "daily")
     assert daily["work_pool_name"] == "ecom-ecs"
