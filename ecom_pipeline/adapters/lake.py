@@ -269,7 +269,10 @@ class LocalLake(Lake):
                 full = Path(dirpath) / name
                 key = full.relative_to(base).as_posix()
                 if key.startswith(prefix):
-                    info = full.lstat()
+                    try:
+                        info = full.lstat()
+                    except FileNotFoundError:
+                        continue  # deleted since the folder was read: S3 would not list it now
                     found.append(
                         LakeObject(
                             key,
