@@ -85,6 +85,9 @@ def stack(
     prefect_server.ensure_pool(POOL, "--type", "process")
     deployed = deploy_variant("process-pool", "--all", pool=POOL)
     assert {"daily", "alert"} <= set(deployed)
+    # Every test of the module relies on the automations, so none depends on the order they run in.
+    applied = apply_automations(prefect_server)
+    assert applied.returncode == 0, applied.stderr
     worker_env = {
         **prefect_server.client_env,
         "PREFECT_WORKER_QUERY_SECONDS": "2",
