@@ -24,6 +24,8 @@ import struct
 import threading
 from types import TracebackType
 
+from tests.tcp_accept import accept_until_stopped
+
 #: Startup parameters only Redshift understands.
 REDSHIFT_ONLY_STARTUP_PARAMETERS = frozenset(
     {b"client_protocol_version", b"driver_version", b"os_version", b"driver_discovery_version"}
@@ -121,17 +123,7 @@ class RedshiftToPostgresProxy:
         sock.close()
 
     def _accept_loop(self) -> None:
-        # accept() with a short timeout: closing a listener does not wake a blocked accept().
-        self._listener.settimeout(0.1)
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        accept_until_stopped(self._listener, self._stopping, self._serve)
 
     def _serve(self, client: socket.socket) -> None:
         try:

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Literal
 
 from tests.redshift_proxy import _GSSENC_REQUEST_CODE, _SSL_REQUEST_CODE, _recv_exact
+from tests.tcp_accept import accept_until_stopped
 
 CutWhen = Literal["before", "after", "reply"]
 
@@ -140,16 +141,7 @@ class CuttingPostgresProxy:
                 session.kill()
 
     def _accept_loop(self) -> None:
-        self._listener.settimeout(0.1)  # closing a listener does not wake a blocked accept()
-        while not self._stopping.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        accept_until_stopped(self._listener, self._stopping, self._serve)
 
     def _serve(self, client: socket.socket) -> None:
         try:
