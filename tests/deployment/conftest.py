@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ VENV_BIN = Path(sys.executable).parent
 PREFECT = str(VENV_BIN / "prefect")
 SERVER_START_TIMEOUT = 120.0
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+#: How long an API call keeps trying while the server answers 503 or times out.
+BUSY_SERVER_PATIENCE = 180.0
+BUSY_STATUSES = {502, 503, 504}
 
 
 def free_port() -> int:
@@ -126,34 +130,56 @@ class PrefectServer:
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30.0))
 
     # -- REST helpers ------------------------------------------------------------------------
+    def request(self, method: str, path: str, payload: Any = None) -> httpx.Response:
+        """One API call, retried while the server is busy.
+
+        The SQLite-backed server answers 503 or not at all for a while when a flow run's
+        fan-out holds its database (seen in CI on a loaded 2-core machine). Every call made
+        here is idempotent (reads, filters, deletes, and run creation with an idempotency
+        key), so trying again cannot double anything.
+        """
+        deadline = time.monotonic() + BUSY_SERVER_PATIENCE
+        pause = 1.0
+        while True:
+            try:
+                response = self.http.request(
+                    method,
+                    f"{self.api_url}{path}",
+                    json=payload if method in {"POST", "PATCH"} else None,
+                )
+                if response.status_code not in BUSY_STATUSES:
+                    return response
+                busy = f"HTTP {response.status_code}"
+            except (httpx.TimeoutException, httpx.TransportError) as error:
+                busy = type(error).__name__
+            if time.monotonic() + pause > deadline:
+                raise AssertionError(
+                    f"{method} {self.api_url}{path}: server still busy ({busy}) after "
+                    f"{BUSY_SERVER_PATIENCE:.0f} s"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
+
     def get(self, path: str) -> Any:
-        response = self.http.get(f"{self.api_url}{path}")
+        response = self.request("GET", path)
         _raise_with_body(response)
         return response.json() if response.content else None
 
     def post(self, path: str, payload: Any = None) -> Any:
-        response = self.http.post(f"{self.api_url}{path}", json=payload or {})
+        response = self.request("POST", path, payload or {})
         _raise_with_body(response)
         return response.json() if response.content else None
 
     def delete(self, path: str) -> None:
-        response = self.http.delete(f"{self.api_url}{path}")
+        response = self.request("DELETE", path)
         if response.status_code != 404:
             _raise_with_body(response)
 
-    def delete_automations(self, attempts: int = 5) -> None:
+    def delete_automations(self) -> None:
         """Remove every automation: the session's server outlives a test module, and an applied
-        heartbeat or SLA automation would otherwise act on later modules' runs (the SQLite-backed
-        server can be slow to answer under load: a few tries)."""
-        for attempt in range(attempts):
-            try:
-                for automation in self.post("/automations/filter", {}):
-                    self.delete(f"/automations/{automation['id']}")
-                return
-            except httpx.TimeoutException:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(2 * (attempt + 1))
+        heartbeat or SLA automation would otherwise act on later modules' runs."""
+        for automation in self.post("/automations/filter", {}):
+            self.delete(f"/automations/{automation['id']}")
 
     def deployment(self, flow: str, name: str) -> dict[str, Any]:
         return self.get(f"/deployments/name/{flow}/{name}")
@@ -163,7 +189,8 @@ class PrefectServer:
 
     def create_run(self, deployment_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
         return self.post(
-            f"/deployments/{deployment_id}/create_flow_run", {"parameters": parameters}
+            f"/deployments/{deployment_id}/create_flow_run",
+            {"parameters": parameters, "idempotency_key": uuid.uuid4().hex},
         )
 
     def wait_for_run(
@@ -173,12 +200,7 @@ class PrefectServer:
         deadline = time.monotonic() + timeout
         run: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            try:
-                run = self.get(f"/flow_runs/{flow_run_id}")
-            except httpx.TimeoutException:
-                # The SQLite-backed server can stall for a while under a backfill's fan-out;
-                # a slow poll is not the run's outcome, so keep polling until the deadline.
-                continue
+            run = self.get(f"/flow_runs/{flow_run_id}")
             if run["state_type"] in TERMINAL_STATES:
                 return run
             for process in watch:
@@ -223,7 +245,7 @@ class PrefectServer:
 
     def ensure_pool(self, name: str, *create_args: str) -> None:
         """Create the work pool unless it exists (tests share the session's server)."""
-        response = self.http.get(f"{self.api_url}/work_pools/{name}")
+        response = self.request("GET", f"/work_pools/{name}")
         if response.status_code == 200:
             return
         self.cli("work-pool", "create", name, *create_args)
@@ -269,6 +291,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             "PREFECT_SERVER_API_PORT": str(port),
             "PREFECT_UI_ENABLED": "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            # SQLite under a loaded 2-core CI: wait for the database lock rather than answer 503.
+            "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
         }
     )
     process = start_process(

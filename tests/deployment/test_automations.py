@@ -155,7 +155,12 @@ def _run_daily(
 ) -> dict[str, Any]:
     return server.post(
         f"/deployments/{stack.deployments['daily']['id']}/create_flow_run",
-        {"parameters": {"run_date": day.isoformat()}, "job_variables": {"env": env or {}}},
+        {
+            "parameters": {"run_date": day.isoformat()},
+            "job_variables": {"env": env or {}},
+            # The helper retries a busy server: the key makes a retried create one run.
+            "idempotency_key": uuid.uuid4().hex,
+        },
     )
 
 
