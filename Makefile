@@ -25,7 +25,7 @@ install: $(BIN)/ecom-pipeline
 ## Generate three days of realistic exports and run them through the whole pipeline locally.
 quickstart: install
 	$(BIN)/ecom-pipeline init-local
-	$(BIN)/ecom-pipeline generate --start-date $(START) --days 3
+	$(BIN)/python -m devtools.generate --start-date $(START) --days 3
 	$(BIN)/ecom-pipeline backfill --start-date $(START) --end-date $(END)
 	@echo
 	@echo "Done. Lake: ./lake (raw/, processed/, gold/, quarantine/, _runs/)"

@@ -74,7 +74,7 @@ def customers_per_day_for(target_rows: int) -> int:
     ``_POOL_FACTOR`` (5) times as many earlier customers, so the file holds about
     ``(1 + 5) × customers_per_day`` rows.
     """
-    from ecom_pipeline import generate
+    from devtools import generate
 
     factor = int(getattr(generate, "_POOL_FACTOR", 5))
     return max(1, round(target_rows / (1 + factor)))
@@ -85,8 +85,8 @@ def run_generate(args: Result) -> Result:
 
     Signups a day: ``customers_per_day`` if given, else sized from ``customers`` (the first
     day's file), else the generator's default (``orders // 10``)."""
-    from ecom_pipeline.adapters.lake import LocalLake
-    from ecom_pipeline.generate import GeneratorConfig, generate_days, write_raw_files
+    from devtools.generate import GeneratorConfig, generate_days, write_raw_files
+    from ecom_pipeline.lake.storage import LocalLake
 
     per_day = args.get("customers_per_day")
     if per_day is None and args.get("customers") is not None:

@@ -16,9 +16,9 @@ import resource
 import time
 from datetime import UTC, date, datetime
 
-from ecom_pipeline.datasets import SPECS, Dataset
-from ecom_pipeline.generate import GeneratorConfig, generate_day
-from ecom_pipeline.validation import RunContext, validate_file
+from devtools.generate import GeneratorConfig, generate_day
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
+from ecom_pipeline.contracts.validation import RunContext, validate_file
 
 DAY = date(2026, 11, 20)
 

@@ -12,14 +12,13 @@ import logging
 import os
 import secrets
 import sys
-import time
-from collections.abc import Sequence
-from datetime import date, timedelta
+from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
-from ecom_pipeline.config import LOCAL_KEY_FILE, Settings, load_settings
-from ecom_pipeline.datasets import Dataset
+from ecom_pipeline.contracts.datasets import Dataset
 from ecom_pipeline.errors import PipelineError, printable
+from ecom_pipeline.settings import LOCAL_KEY_FILE, Settings, load_settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -35,7 +34,7 @@ def _quiet_prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
-def _iso_date(text: str) -> date:
+def iso_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
@@ -64,23 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init-local", help="create a local PII key file for try-outs")
     init.set_defaults(handler=cmd_init_local)
 
-    generate = commands.add_parser("generate", help="write realistic raw CSVs under raw/")
-    generate.add_argument("--start-date", type=_iso_date, required=True)
-    generate.add_argument("--days", type=int, default=1)
-    generate.add_argument("--orders-per-day", type=int, default=2000)
-    generate.add_argument("--seed", type=int, default=7)
-    generate.add_argument("--clean", action="store_true", help="no defects")
-    generate.set_defaults(handler=cmd_generate)
-
     run = commands.add_parser("run", help="run the daily flow for one day")
-    run.add_argument("--date", type=_iso_date, required=True)
+    run.add_argument("--date", type=iso_date, required=True)
     run.add_argument("--datasets", type=_datasets, default=None, help="comma separated")
     run.add_argument("--reprocess", action="store_true", help="process ingested files again")
     run.set_defaults(handler=cmd_run)
 
     backfill = commands.add_parser("backfill", help="run the backfill flow over a date range")
-    backfill.add_argument("--start-date", type=_iso_date, required=True)
-    backfill.add_argument("--end-date", type=_iso_date, required=True)
+    backfill.add_argument("--start-date", type=iso_date, required=True)
+    backfill.add_argument("--end-date", type=iso_date, required=True)
     backfill.add_argument("--datasets", type=_datasets, default=None)
     backfill.add_argument("--reprocess", action="store_true")
     backfill.set_defaults(handler=cmd_backfill)
@@ -109,21 +100,6 @@ def cmd_init_local(args: argparse.Namespace) -> int:
     key_file.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
     key_file.chmod(0o600)
     print(f"wrote a local PII key to {key_file} (for try-outs; production uses a secret store)")
-    return 0
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
-    from ecom_pipeline.resources import build_resources
-
-    resources = build_resources(load_settings())
-    config = GeneratorConfig(orders_per_day=args.orders_per_day, seed=args.seed, clean=args.clean)
-    for offset in range(args.days):
-        day = args.start_date + timedelta(days=offset)
-        started = time.perf_counter()
-        keys = write_raw_files(resources.lake, generate_day(day, config, first_day=args.start_date))
-        print(f"{day}: {len(keys)} file(s) in {time.perf_counter() - started:.1f} s")
-    print(f"raw files under {resources.lake.uri('raw')}")
     return 0
 
 
@@ -168,9 +144,9 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_silver_files(args: argparse.Namespace) -> int:
-    from ecom_pipeline.datasets import SPECS
-    from ecom_pipeline.resources import build_resources
-    from ecom_pipeline.silver_store import SilverStore
+    from ecom_pipeline.contracts.datasets import SPECS
+    from ecom_pipeline.run.resources import build_resources
+    from ecom_pipeline.silver.store import SilverStore
 
     store = SilverStore(build_resources(load_settings()).lake, SPECS[args.dataset])
     snapshot = store.current()
@@ -182,8 +158,8 @@ def cmd_silver_files(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate_silver(args: argparse.Namespace) -> int:
-    from ecom_pipeline.migrate_silver import migrate_lake
-    from ecom_pipeline.resources import build_resources
+    from ecom_pipeline.run.resources import build_resources
+    from ecom_pipeline.silver.migrate import migrate_lake
 
     done = migrate_lake(build_resources(load_settings()).lake)
     for item in done:
@@ -197,7 +173,7 @@ def cmd_migrate_silver(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: object) -> None:
-    from ecom_pipeline.run_report import RunReport
+    from ecom_pipeline.run.report import RunReport
 
     assert isinstance(report, RunReport)
     settings = load_settings()
@@ -282,17 +258,21 @@ def failure_paragraph(command: str, exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_prefect_defaults()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    return run_command(args.command, lambda: int(args.handler(args)))
+
+
+def run_command(command: str, handler: Callable[[], int]) -> int:
+    """Run a command's handler with the CLI's promise: one closing paragraph, no traceback."""
     try:
-        return int(args.handler(args))
+        return handler()
     except KeyboardInterrupt:
         _quiet_console()
-        print(f"ecom-pipeline {args.command}: interrupted", file=sys.stderr)
+        print(f"ecom-pipeline {command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # the CLI's promise: one paragraph, never a traceback
         _quiet_console()
-        print(failure_paragraph(args.command, exc), file=sys.stderr)
+        print(failure_paragraph(command, exc), file=sys.stderr)
         return EXIT_FAILED
 
 

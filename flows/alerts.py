@@ -36,11 +36,11 @@ from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.states import State
 
-from ecom_pipeline.adapters.metrics import Metric
-from ecom_pipeline.adapters.notifier import Alert
-from ecom_pipeline.config import load_settings
 from ecom_pipeline.errors import ConfigurationError
-from ecom_pipeline.resources import build_resources
+from ecom_pipeline.run.metrics import Metric
+from ecom_pipeline.run.notifier import Alert
+from ecom_pipeline.run.resources import build_resources
+from ecom_pipeline.settings import load_settings
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The backfill flow: one daily run per day of a range (SPEC §7).
 
-The duplicate rule does not depend on processing order (see ``ecom_pipeline.dedup``), so days
+The duplicate rule does not depend on processing order (see ``ecom_pipeline.silver.dedup``), so days
 may run in any order and in parallel; silver commits are optimistic and retried, so concurrent
 days never lose each other's rows. A failed day does not stop the others: the summary lists it
 for a re-run and the backfill ends failed.
@@ -24,12 +24,12 @@ from prefect.artifacts import (
 from prefect.deployments import arun_deployment
 from pydantic import Field
 
-from ecom_pipeline.adapters.notifier import Alert
-from ecom_pipeline.config import load_settings
-from ecom_pipeline.datasets import Dataset
+from ecom_pipeline.contracts.datasets import Dataset
 from ecom_pipeline.errors import ConfigurationError, RunFailedError
-from ecom_pipeline.resources import build_resources
-from ecom_pipeline.run_report import markdown_text
+from ecom_pipeline.run.notifier import Alert
+from ecom_pipeline.run.report import markdown_text
+from ecom_pipeline.run.resources import build_resources
+from ecom_pipeline.settings import load_settings
 from flows.alerts import report_outcome
 from flows.daily import ALL_DATASETS, BACKFILL_TAG_PREFIX, daily
 from tasks.report import notify

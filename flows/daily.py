@@ -7,16 +7,16 @@ from datetime import UTC, date, datetime, timedelta
 
 from prefect import flow, runtime
 
-from ecom_pipeline.adapters.lake_lock import lake_lock
-from ecom_pipeline.adapters.notifier import Alert
-from ecom_pipeline.config import load_settings
-from ecom_pipeline.datasets import PROCESSING_ORDER, Dataset
+from ecom_pipeline.contracts.datasets import PROCESSING_ORDER, Dataset
+from ecom_pipeline.contracts.validation import RunContext
 from ecom_pipeline.errors import RunFailedError
-from ecom_pipeline.resources import build_resources
-from ecom_pipeline.run_report import RunReport, run_failures
-from ecom_pipeline.silver import GoldPlan
-from ecom_pipeline.staging import staging_area
-from ecom_pipeline.validation import RunContext
+from ecom_pipeline.lake.lock import lake_lock
+from ecom_pipeline.lake.staging import staging_area
+from ecom_pipeline.run.notifier import Alert
+from ecom_pipeline.run.report import RunReport, run_failures
+from ecom_pipeline.run.resources import build_resources
+from ecom_pipeline.settings import load_settings
+from ecom_pipeline.silver.upsert import GoldPlan
 from flows.alerts import report_outcome
 from tasks.gold import build_gold
 from tasks.ingest import ingest_raw_files, record_ingested

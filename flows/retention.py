@@ -7,13 +7,13 @@ from datetime import UTC, date, datetime
 
 from prefect import flow, get_run_logger
 
-from ecom_pipeline.config import load_settings
-from ecom_pipeline.datasets import SPECS, Dataset
-from ecom_pipeline.gold_build import gold_key
-from ecom_pipeline.gold_tables import GOLD_TABLES, MONTH
-from ecom_pipeline.resources import Resources, build_resources
-from ecom_pipeline.retention import Cutoffs, expired_keys
-from ecom_pipeline.silver_store import SilverStore
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
+from ecom_pipeline.gold.build import gold_key
+from ecom_pipeline.gold.tables import GOLD_TABLES, MONTH
+from ecom_pipeline.lake.retention import Cutoffs, expired_keys
+from ecom_pipeline.run.resources import Resources, build_resources
+from ecom_pipeline.settings import load_settings
+from ecom_pipeline.silver.store import SilverStore
 from flows.alerts import report_outcome
 from tasks.policy import pipeline_task
 

@@ -6,10 +6,10 @@ from datetime import date
 
 from prefect import get_run_logger
 
-from ecom_pipeline.gold_build import GoldMonth, rebuild_daily, rebuild_monthly_customers
-from ecom_pipeline.gold_tables import DAILY_PAYMENTS, DAILY_REVENUE
-from ecom_pipeline.resources import Resources
-from ecom_pipeline.silver import GoldPlan
+from ecom_pipeline.gold.build import GoldMonth, rebuild_daily, rebuild_monthly_customers
+from ecom_pipeline.gold.tables import DAILY_PAYMENTS, DAILY_REVENUE
+from ecom_pipeline.run.resources import Resources
+from ecom_pipeline.silver.upsert import GoldPlan
 from tasks.policy import pipeline_task
 
 

@@ -7,11 +7,11 @@ from datetime import date
 
 from prefect import get_run_logger
 
-from ecom_pipeline import ingest
-from ecom_pipeline.datasets import Dataset
+from ecom_pipeline.contracts.datasets import Dataset
 from ecom_pipeline.errors import BadFileError, printable
-from ecom_pipeline.resources import Resources
-from ecom_pipeline.run_report import FileAccount
+from ecom_pipeline.lake import intake as ingest
+from ecom_pipeline.run.report import FileAccount
+from ecom_pipeline.run.resources import Resources
 from tasks.policy import pipeline_task
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 from prefect import get_run_logger
 
-from ecom_pipeline.adapters.warehouse import LoadResult
-from ecom_pipeline.gold_build import GoldMonth
-from ecom_pipeline.gold_tables import GOLD_TABLES
-from ecom_pipeline.resources import Resources
+from ecom_pipeline.gold.build import GoldMonth
+from ecom_pipeline.gold.tables import GOLD_TABLES
+from ecom_pipeline.run.resources import Resources
+from ecom_pipeline.warehouse.engine import LoadResult
 from tasks.policy import pipeline_task
 
 

@@ -16,10 +16,10 @@ from prefect.states import State
 from prefect.task_engine import TaskRunTimeoutError
 from prefect.tasks import exponential_backoff
 
-from ecom_pipeline.adapters.notifier import Alert
-from ecom_pipeline.config import load_settings
 from ecom_pipeline.errors import is_transient
-from ecom_pipeline.resources import build_resources
+from ecom_pipeline.run.notifier import Alert
+from ecom_pipeline.run.resources import build_resources
+from ecom_pipeline.settings import load_settings
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")

@@ -8,9 +8,9 @@ from urllib.parse import quote
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from ecom_pipeline.adapters.notifier import Alert
-from ecom_pipeline.resources import Resources
-from ecom_pipeline.run_report import RunReport, run_metrics
+from ecom_pipeline.run.notifier import Alert
+from ecom_pipeline.run.report import RunReport, run_metrics
+from ecom_pipeline.run.resources import Resources
 from tasks.policy import pipeline_task
 
 ARTIFACT_KEY = "daily-run-report"

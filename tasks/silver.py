@@ -6,9 +6,9 @@ from datetime import date
 
 from prefect import get_run_logger
 
-from ecom_pipeline.datasets import Dataset
-from ecom_pipeline.resources import Resources
-from ecom_pipeline.silver import SilverOutcome, merge_into_silver
+from ecom_pipeline.contracts.datasets import Dataset
+from ecom_pipeline.run.resources import Resources
+from ecom_pipeline.silver.upsert import SilverOutcome, merge_into_silver
 from tasks.policy import pipeline_task
 from tasks.validate import DatasetValidation
 

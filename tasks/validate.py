@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 from prefect import get_run_logger
 
-from ecom_pipeline import ingest
-from ecom_pipeline.datasets import SPECS, Dataset, validated_schema
+from ecom_pipeline.contracts.datasets import SPECS, Dataset, validated_schema
+from ecom_pipeline.contracts.validation import FileValidation, RunContext, ValidatedFile
 from ecom_pipeline.errors import BadFileError, printable
-from ecom_pipeline.resources import Resources
-from ecom_pipeline.run_report import FileAccount, capped_columns
-from ecom_pipeline.staging import Staging
-from ecom_pipeline.validation import FileValidation, RunContext, ValidatedFile
+from ecom_pipeline.lake import intake as ingest
+from ecom_pipeline.lake.staging import Staging
+from ecom_pipeline.run.report import FileAccount, capped_columns
+from ecom_pipeline.run.resources import Resources
 from tasks.policy import pipeline_task
 
 

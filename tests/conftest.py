@@ -67,7 +67,7 @@ def local_lake_uri(tmp_path: Path) -> str:
 @pytest.fixture(params=["local", "s3"])
 def lake(request: pytest.FixtureRequest):
     """The same test on a local folder and on the S3 API."""
-    from ecom_pipeline.adapters.lake import open_lake
+    from ecom_pipeline.lake.storage import open_lake
 
     if request.param == "local":
         return open_lake(request.getfixturevalue("local_lake_uri"))

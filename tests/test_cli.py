@@ -17,7 +17,9 @@ DAY = "2026-11-21"
 SECRET_LINE = "jane.doe@example.com,Jane,Doe,SECRET-FIRST-LINE"
 
 
-def cli(cwd: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+def cli(
+    cwd: Path, *args: str, timeout: float = 60, module: str = "ecom_pipeline.cli", **env: str
+) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ECOM_")}
     environment.update(
         PYTHONPATH=str(Path(__file__).resolve().parents[1]),
@@ -29,7 +31,7 @@ def cli(cwd: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.Co
     environment.update(env)
     environment = {k: v for k, v in environment.items() if v != "<unset>"}
     return subprocess.run(
-        [sys.executable, "-m", "ecom_pipeline.cli", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=environment,
         capture_output=True,
@@ -37,6 +39,11 @@ def cli(cwd: Path, *args: str, timeout: float = 60, **env: str) -> subprocess.Co
         timeout=timeout,
         check=False,
     )
+
+
+def generate(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """The development generator (``python -m devtools.generate``), keeping the CLI promise."""
+    return cli(cwd, *args, module="devtools.generate", **env)
 
 
 def without_nanobind_exit_report(stderr: str) -> list[str]:
@@ -89,13 +96,13 @@ def test_bad_configuration_is_one_paragraph_before_anything_runs(
 
 def test_a_short_local_key_file_is_refused_like_an_environment_key(tmp_path: Path) -> None:
     (tmp_path / ".ecom-pii-key").write_text("\n")
-    result = cli(tmp_path, "generate", "--start-date", DAY, ECOM_PII_HASH_KEY="<unset>")
+    result = generate(tmp_path, "--start-date", DAY, ECOM_PII_HASH_KEY="<unset>")
     assert ".ecom-pii-key: the PII key must be" in assert_one_paragraph_failure(result, "generate")
 
 
 def test_an_os_error_is_one_paragraph_too(tmp_path: Path) -> None:
     (tmp_path / "lake").write_text("a file where the lake folder should be")
-    result = cli(tmp_path, "generate", "--start-date", DAY, "--orders-per-day", "5")
+    result = generate(tmp_path, "--start-date", DAY, "--orders-per-day", "5")
     last = assert_one_paragraph_failure(result, "generate")
     assert "NotADirectoryError: Not a directory" in last
 
@@ -108,7 +115,7 @@ def test_a_link_out_of_the_lake_fails_the_run_by_key_without_quoting_the_file(
     message, log line, alert or manifest quotes the file; stray objects are listed, not fatal."""
     secret = tmp_path / "outside.csv"
     secret.write_text(SECRET_LINE + "\n")
-    generated = cli(tmp_path, "generate", "--start-date", DAY, "--orders-per-day", "20", "--clean")
+    generated = generate(tmp_path, "--start-date", DAY, "--orders-per-day", "20", "--clean")
     assert generated.returncode == 0, generated.stderr
     day_folder = tmp_path / "lake" / "raw" / "orders" / f"dt={DAY}"
     (day_folder / "evil.csv").symlink_to(secret)

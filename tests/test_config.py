@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ecom_pipeline.config import LOCAL_KEY_FILE, load_settings
 from ecom_pipeline.errors import ConfigurationError
+from ecom_pipeline.settings import LOCAL_KEY_FILE, load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecom_pipeline.contracts import TIMESTAMP_PATTERN, parse_date, parse_timestamps
+from ecom_pipeline.contracts.rules import TIMESTAMP_PATTERN, parse_date, parse_timestamps
 
 
 def reference_timestamp(text: str) -> datetime | None:

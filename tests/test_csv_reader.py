@@ -8,8 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecom_pipeline.csv_reader import _read_quoted, _read_unquoted, iter_records, read_records
-from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.contracts.csv_reader import (
+    _read_quoted,
+    _read_unquoted,
+    iter_records,
+    read_records,
+)
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.errors import BadFileError
 
 ORDERS = SPECS[Dataset.ORDERS]

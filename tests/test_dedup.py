@@ -8,8 +8,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecom_pipeline.datasets import SPECS, Dataset, validated_schema
-from ecom_pipeline.dedup import latest_per_key
+from ecom_pipeline.contracts.datasets import SPECS, Dataset, validated_schema
+from ecom_pipeline.silver.dedup import latest_per_key
 
 ORDERS = SPECS[Dataset.ORDERS]
 EMPLOYEES = SPECS[Dataset.EMPLOYEES]

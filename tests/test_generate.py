@@ -18,8 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from ecom_pipeline.adapters.lake import LocalLake
-from ecom_pipeline.datasets import (
+from devtools.generate import (
+    GeneratorConfig,
+    RawFile,
+    generate_day,
+    generate_days,
+    write_raw_files,
+)
+from ecom_pipeline.contracts.datasets import (
     ORDER_STATUSES,
     PAYMENT_METHODS,
     PAYMENT_STATUSES,
@@ -28,13 +34,7 @@ from ecom_pipeline.datasets import (
     Dataset,
 )
 from ecom_pipeline.errors import ConfigurationError
-from ecom_pipeline.generate import (
-    GeneratorConfig,
-    RawFile,
-    generate_day,
-    generate_days,
-    write_raw_files,
-)
+from ecom_pipeline.lake.storage import LocalLake
 
 START = date(2026, 11, 20)
 DAYS = 4

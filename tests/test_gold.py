@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from ecom_pipeline import gold
-from ecom_pipeline.datasets import AMOUNT_TYPE
-from ecom_pipeline.gold_tables import DAILY_PAYMENTS, DAILY_REVENUE, MONTHLY_CUSTOMERS
+from ecom_pipeline.contracts.datasets import AMOUNT_TYPE
+from ecom_pipeline.gold import aggregates as gold
+from ecom_pipeline.gold.tables import DAILY_PAYMENTS, DAILY_REVENUE, MONTHLY_CUSTOMERS
 
 D1, D2 = date(2026, 11, 20), date(2026, 12, 1)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ecom_pipeline import ingest
-from ecom_pipeline.adapters.lake import Lake, LakeKeyError, LocalLake, S3Lake
 from ecom_pipeline.errors import BadFileError
+from ecom_pipeline.lake import intake as ingest
+from ecom_pipeline.lake.storage import Lake, LakeKeyError, LocalLake, S3Lake
 
 DAY = date(2026, 11, 21)
 DT = f"dt={DAY.isoformat()}"
@@ -181,9 +181,9 @@ def test_parquet_reads_only_the_asked_columns_on_both_lakes(lake: Lake) -> None:
 def test_the_ingest_task_accounts_for_strays_and_escapes_names_in_its_log(
     pipeline_env: Path,
 ) -> None:
-    from ecom_pipeline.config import load_settings
-    from ecom_pipeline.datasets import Dataset
-    from ecom_pipeline.resources import build_resources
+    from ecom_pipeline.contracts.datasets import Dataset
+    from ecom_pipeline.run.resources import build_resources
+    from ecom_pipeline.settings import load_settings
     from tasks.ingest import ingest_raw_files
 
     resources = build_resources(load_settings())

@@ -14,17 +14,17 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from ecom_pipeline.adapters.lake import Lake, LocalLake, S3Lake
-from ecom_pipeline.adapters.lake_lock import (
+from ecom_pipeline.contracts.datasets import SPECS, Dataset, silver_schema
+from ecom_pipeline.gold.build import read_gold_month, rebuild_daily
+from ecom_pipeline.gold.tables import DAILY_REVENUE
+from ecom_pipeline.lake.lock import (
     CLOCK_SKEW_GRACE,
     LockTimeoutError,
     lake_lock,
     read_lock_state,
 )
-from ecom_pipeline.datasets import SPECS, Dataset, silver_schema
-from ecom_pipeline.gold_build import read_gold_month, rebuild_daily
-from ecom_pipeline.gold_tables import DAILY_REVENUE
-from ecom_pipeline.silver_store import SilverStore
+from ecom_pipeline.lake.storage import Lake, LocalLake, S3Lake
+from ecom_pipeline.silver.store import SilverStore
 
 
 def order(order_id: str, day: date) -> dict:
@@ -103,8 +103,8 @@ def test_a_held_lease_is_renewed_and_others_wait_then_give_up(lake: Lake) -> Non
 HOLD_AND_DIE = """
 import os, signal, sys
 from datetime import timedelta
-from ecom_pipeline.adapters.lake import open_lake
-from ecom_pipeline.adapters.lake_lock import lake_lock
+from ecom_pipeline.lake.storage import open_lake
+from ecom_pipeline.lake.lock import lake_lock
 lake = open_lake(sys.argv[1], endpoint_url=sys.argv[2] or None)
 with lake_lock(lake, "gold", lease=timedelta(seconds=2), holder="doomed run"):
     print("held", flush=True)
@@ -123,7 +123,7 @@ def test_a_killed_holders_lease_runs_out_and_the_waiter_says_what_it_waits_for(
         timeout=60,
     )
     assert child.returncode == -9 and "held" in child.stdout, child.stderr
-    caplog.set_level(logging.WARNING, logger="ecom_pipeline.adapters.lake_lock")
+    caplog.set_level(logging.WARNING, logger="ecom_pipeline.lake.lock")
     start = time.monotonic()
     with lake_lock(lake, "gold", poll_seconds=0.1, wait=timedelta(seconds=30)) as generation:
         waited = time.monotonic() - start

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from ecom_pipeline.adapters.lake import LocalLake
+from ecom_pipeline.lake.storage import LocalLake
 
 
 def test_listing_while_another_client_deletes_never_fails(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ecom_pipeline.adapters.lake import Lake, LocalLake, open_lake
-from ecom_pipeline.datasets import SPECS, Dataset
-from ecom_pipeline.migrate_silver import migrate_lake
-from ecom_pipeline.silver_store import LegacySilverError, SilverStore
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
+from ecom_pipeline.lake.storage import Lake, LocalLake, open_lake
+from ecom_pipeline.silver.migrate import migrate_lake
+from ecom_pipeline.silver.store import LegacySilverError, SilverStore
 
 FIXTURE = Path(__file__).parent / "data" / "snapshot_silver"
 

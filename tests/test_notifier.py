@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ecom_pipeline.adapters.lake import LocalLake
-from ecom_pipeline.adapters.notifier import Alert, LakeNotifier, SnsNotifier
+from ecom_pipeline.lake.storage import LocalLake
+from ecom_pipeline.run.notifier import Alert, LakeNotifier, SnsNotifier
 
 ALERT = Alert(
     kind="failure",
@@ -22,7 +22,7 @@ def test_a_lake_that_cannot_be_written_leaves_the_alert_in_the_log(
 ) -> None:
     root = tmp_path / "lake"
     root.write_text("a file where the lake folder should be: every write fails")
-    with caplog.at_level(logging.INFO, logger="ecom_pipeline.adapters.notifier"):
+    with caplog.at_level(logging.INFO, logger="ecom_pipeline.run.notifier"):
         LakeNotifier(LocalLake(root)).send(ALERT)  # does not raise
     text = caplog.text
     assert ALERT.subject in text and "not UTF-8" in text
@@ -34,7 +34,7 @@ def test_an_sns_outage_leaves_the_whole_alert_in_the_log(
 ) -> None:
     topic = "arn:aws:sns:us-east-1:123456789012:no-such-topic"
     notifier = SnsNotifier(topic, endpoint_url=moto_endpoint)
-    with caplog.at_level(logging.INFO, logger="ecom_pipeline.adapters.notifier"):
+    with caplog.at_level(logging.INFO, logger="ecom_pipeline.run.notifier"):
         notifier.send(ALERT)  # the topic does not exist: publishing fails, the run does not
     assert "could not publish the failure alert to SNS" in caplog.text
     assert ALERT.subject in caplog.text and "not UTF-8" in caplog.text

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from ecom_pipeline.datasets import SPECS, Dataset
-from ecom_pipeline.partitioning import PartitionValueError, partition_column
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
+from ecom_pipeline.silver.partitioning import PartitionValueError, partition_column
 
 
 def test_partition_column_refuses_a_value_that_cannot_name_a_folder() -> None:
@@ -18,7 +18,7 @@ def test_partition_column_refuses_a_value_that_cannot_name_a_folder() -> None:
 def test_partition_paths_are_hive_folders_and_parse_back() -> None:
     from datetime import date
 
-    from ecom_pipeline.partitioning import parse_partition_path
+    from ecom_pipeline.silver.partitioning import parse_partition_path
 
     orders = pa.table({"order_date": [date(2026, 11, 20)], "customer_region": ["EU"]})
     [path] = partition_column(orders, SPECS[Dataset.ORDERS]).to_pylist()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ecom_pipeline.run_report import (
+from ecom_pipeline.run.report import (
     DROPPED_COLUMN_NAME_CHARS,
     DROPPED_COLUMNS_LISTED,
     capped_columns,

@@ -19,9 +19,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ecom_pipeline.adapters.failpoints import FAILPOINT_AT_ENV
-from ecom_pipeline.adapters.lake import Lake, open_lake
-from ecom_pipeline.silver_store import SilverStore
+from ecom_pipeline.lake.failpoints import FAILPOINT_AT_ENV
+from ecom_pipeline.lake.storage import Lake, open_lake
+from ecom_pipeline.silver.store import SilverStore
 from tests.test_silver_store import ORDERS, day_of_orders
 
 ROOT = Path(__file__).resolve().parent.parent

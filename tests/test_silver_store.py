@@ -13,11 +13,11 @@ import pytest
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
-from ecom_pipeline.adapters.lake import Lake, LakeKeyError, LocalLake, open_lake
-from ecom_pipeline.datasets import SPECS, Dataset, silver_schema
-from ecom_pipeline.dedup import latest_per_key
-from ecom_pipeline.partitioning import PartitionValueError, partition_path
-from ecom_pipeline.silver_store import ACCOUNTED, COMPACT_MIN_FILES, SilverStore
+from ecom_pipeline.contracts.datasets import SPECS, Dataset, silver_schema
+from ecom_pipeline.lake.storage import Lake, LakeKeyError, LocalLake, open_lake
+from ecom_pipeline.silver.dedup import latest_per_key
+from ecom_pipeline.silver.partitioning import PartitionValueError, partition_path
+from ecom_pipeline.silver.store import ACCOUNTED, COMPACT_MIN_FILES, SilverStore
 
 ORDERS = SPECS[Dataset.ORDERS]
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)

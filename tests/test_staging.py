@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ecom_pipeline.staging import remove_abandoned, scratch_folder, staging_area
+from ecom_pipeline.lake.staging import remove_abandoned, scratch_folder, staging_area
 
 # A process that takes a scratch folder, says where, and waits (to be killed, or to exit).
 HOLDER = """
 import sys
-from ecom_pipeline.staging import scratch_folder
+from ecom_pipeline.lake.staging import scratch_folder
 with scratch_folder(sys.argv[1], "ecom-holder-") as root:
     print(root, flush=True)
     sys.stdin.readline()

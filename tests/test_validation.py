@@ -15,10 +15,10 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
+from ecom_pipeline.contracts.pii import MASK, hash_value
+from ecom_pipeline.contracts.validation import FileValidation, RunContext, validate_file
 from ecom_pipeline.errors import BadFileError
-from ecom_pipeline.pii import MASK, hash_value
-from ecom_pipeline.validation import FileValidation, RunContext, validate_file
 
 DAY = date(2026, 11, 20)
 KEY = b"test-key-0123456789abcdef"

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from prefect.client.orchestration import get_client
 
 from deployments.automations import AUTOMATIONS_DIR, apply_automations, load_automations
-from ecom_pipeline.config import load_settings
 from ecom_pipeline.errors import PipelineError
+from ecom_pipeline.settings import load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,8 +16,11 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from ecom_pipeline.adapters import warehouse_sql as q
-from ecom_pipeline.adapters.warehouse import (
+from ecom_pipeline.errors import ConfigurationError
+from ecom_pipeline.gold.tables import DAILY_PAYMENTS, DAILY_REVENUE, LOADED_AT, GoldTable
+from ecom_pipeline.settings import Settings
+from ecom_pipeline.warehouse import sql as q
+from ecom_pipeline.warehouse.engine import (
     LOADED_AT_TYPE,
     Warehouse,
     WarehouseLoadError,
@@ -25,9 +28,6 @@ from ecom_pipeline.adapters.warehouse import (
     read_schema,
     sql_text,
 )
-from ecom_pipeline.config import Settings
-from ecom_pipeline.errors import ConfigurationError
-from ecom_pipeline.gold_tables import DAILY_PAYMENTS, DAILY_REVENUE, LOADED_AT, GoldTable
 
 T1 = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 T2 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)

@@ -10,9 +10,9 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Dialect
 from sqlalchemy_redshift.dialect import RedshiftDialect_redshift_connector
 
-from ecom_pipeline.adapters import warehouse_sql as q
-from ecom_pipeline.adapters.warehouse import sql_text
-from ecom_pipeline.gold_tables import DAILY_PAYMENTS, DAILY_REVENUE, MONTHLY_CUSTOMERS
+from ecom_pipeline.gold.tables import DAILY_PAYMENTS, DAILY_REVENUE, MONTHLY_CUSTOMERS
+from ecom_pipeline.warehouse import sql as q
+from ecom_pipeline.warehouse.engine import sql_text
 
 DUCKDB = DuckDBDialect()
 POSTGRES = PGDialect_psycopg()

@@ -16,10 +16,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from ecom_pipeline.adapters.lake import Lake, open_lake
-from ecom_pipeline.datasets import INGESTED_AT, RUN_ID, SPECS, Dataset
-from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
-from ecom_pipeline.silver_store import SilverStore
+from devtools.generate import GeneratorConfig, generate_day, write_raw_files
+from ecom_pipeline.contracts.datasets import INGESTED_AT, RUN_ID, SPECS, Dataset
+from ecom_pipeline.lake.storage import Lake, open_lake
+from ecom_pipeline.silver.store import SilverStore
 from flows.daily import daily
 from tests.chaos.http_faults import FaultyHttpProxy
 from tests.conftest import BUCKET

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from ecom_pipeline.adapters.lake import S3Lake
-from ecom_pipeline.adapters.notifier import Alert, SnsNotifier
+from ecom_pipeline.lake.storage import S3Lake
+from ecom_pipeline.run.notifier import Alert, SnsNotifier
 from tests.chaos.http_faults import ALL_FAULTS, FaultKind, FaultyHttpProxy
 from tests.conftest import BUCKET
 

@@ -18,9 +18,9 @@ import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 
-from ecom_pipeline.adapters.warehouse import Warehouse
 from ecom_pipeline.errors import PipelineError
-from ecom_pipeline.gold_tables import DAILY_REVENUE, LOADED_AT, MONTH
+from ecom_pipeline.gold.tables import DAILY_REVENUE, LOADED_AT, MONTH
+from ecom_pipeline.warehouse.engine import Warehouse
 from tests.adapters.test_warehouse import revenue_rows, sorted_rows
 from tests.chaos.pg_proxy import Cut, CuttingPostgresProxy, CutWhen
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ecom_pipeline.adapters.lake import LocalLake
-from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
+from devtools.generate import GeneratorConfig, generate_day, write_raw_files
+from ecom_pipeline.lake.storage import LocalLake
 from tests.flows.test_alerts import Inbox
 
 from .conftest import PREFECT, PROJECT_ROOT, ManagedProcess, PrefectServer, start_process

@@ -33,7 +33,7 @@ from cfnlint.decode import decode_str
 from prefect_aws.settings import EcsObserverSqsSettings
 
 from deployments import stack as stack_cli_module
-from ecom_pipeline.gold_tables import GOLD_TABLES, MONTH
+from ecom_pipeline.gold.tables import GOLD_TABLES, MONTH
 
 from .aws_stack import ACCOUNT, REGION, Account, deploy_stack, open_account, stack_cli
 from .conftest import PROJECT_ROOT, VENV_BIN

@@ -114,7 +114,7 @@ def test_everything_written_at_run_time_goes_to_the_scratch_volume(
         "/scratch" in i.argument for i in instructions()[volume_at + 1 :] if i.keyword == "RUN"
     )
     # The pipeline takes ECOM_SCRATCH_DIR for its scratch folder.
-    from ecom_pipeline.config import Settings
+    from ecom_pipeline.settings import Settings
 
     monkeypatch.setenv("ECOM_SCRATCH_DIR", env["ECOM_SCRATCH_DIR"])
     assert Settings(_env_file=None).scratch_dir == "/scratch/staging"  # type: ignore[call-arg]
@@ -216,8 +216,8 @@ def test_image_install_and_start_commands_in_a_fresh_venv(
     unavailable = read_only_root_unavailable()
     if unavailable is not None:
         pytest.skip(f"install checks passed; read-only root not emulated here: {unavailable}")
-    from ecom_pipeline.adapters.lake import open_lake
-    from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
+    from devtools.generate import GeneratorConfig, generate_day, write_raw_files
+    from ecom_pipeline.lake.storage import open_lake
 
     day = "2026-11-18"
     lake = open_lake(s3_lake_uri, endpoint_url=moto_endpoint)

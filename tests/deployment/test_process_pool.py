@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ecom_pipeline.adapters.lake import LocalLake
+from ecom_pipeline.lake.storage import LocalLake
 
 from .conftest import PREFECT, ManagedProcess, PrefectServer, start_process
 
@@ -41,7 +41,7 @@ class LocalStack:
 def _write_raw_days(lake: Path) -> None:
     """Raw exports for DAYS days; the project's generator, or hand-written CSVs without it."""
     try:
-        from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
+        from devtools.generate import GeneratorConfig, generate_day, write_raw_files
     except ImportError:
         _write_tiny_csvs(lake)
         return

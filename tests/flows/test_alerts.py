@@ -12,9 +12,9 @@ import boto3
 import pytest
 from prefect import flow
 
-from ecom_pipeline.adapters.lake import LocalLake
+from devtools.generate import GeneratorConfig, generate_day, write_raw_files
 from ecom_pipeline.errors import BadFileError, RunFailedError
-from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
+from ecom_pipeline.lake.storage import LocalLake
 from flows.alerts import report_outcome
 from flows.daily import daily
 from tasks.policy import pipeline_task

@@ -20,11 +20,11 @@ import boto3
 import pytest
 from prefect.settings import PREFECT_API_URL
 
-from ecom_pipeline.adapters.failpoints import FAILPOINT_AT_ENV
-from ecom_pipeline.adapters.lake import Lake, LocalLake, open_lake
-from ecom_pipeline.datasets import INGESTED_AT, RUN_ID, SPECS, Dataset
-from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
-from ecom_pipeline.silver_store import SilverStore
+from devtools.generate import GeneratorConfig, generate_day, write_raw_files
+from ecom_pipeline.contracts.datasets import INGESTED_AT, RUN_ID, SPECS, Dataset
+from ecom_pipeline.lake.failpoints import FAILPOINT_AT_ENV
+from ecom_pipeline.lake.storage import Lake, LocalLake, open_lake
+from ecom_pipeline.silver.store import SilverStore
 from flows.daily import daily
 from tests.conftest import BUCKET
 from tests.flows.test_daily import warehouse_rows

@@ -12,14 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet
 import pytest
 
-from ecom_pipeline.adapters.lake import LocalLake, open_lake
-from ecom_pipeline.adapters.warehouse import Warehouse
-from ecom_pipeline.config import load_settings
-from ecom_pipeline.datasets import SPECS, Dataset
+from devtools.generate import GeneratorConfig, generate_day, write_raw_files
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.errors import RunFailedError
-from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
-from ecom_pipeline.gold_tables import GOLD_TABLES, LOADED_AT
-from ecom_pipeline.silver_store import SilverStore
+from ecom_pipeline.gold.tables import GOLD_TABLES, LOADED_AT
+from ecom_pipeline.lake.storage import LocalLake, open_lake
+from ecom_pipeline.settings import load_settings
+from ecom_pipeline.silver.store import SilverStore
+from ecom_pipeline.warehouse.engine import Warehouse
 from flows.daily import daily
 from tests.conftest import TEST_PII_KEY
 from tests.independent_gold import expected_gold

@@ -10,9 +10,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from ecom_pipeline.adapters.lake import LocalLake
-from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
-from ecom_pipeline.run_report import markdown_text
+from devtools.generate import GeneratorConfig, generate_day, write_raw_files
+from ecom_pipeline.lake.storage import LocalLake
+from ecom_pipeline.run.report import markdown_text
 from flows.daily import daily
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ecom_pipeline.adapters.lake import LocalLake
-from ecom_pipeline.config import load_settings
-from ecom_pipeline.datasets import SPECS, Dataset
-from ecom_pipeline.generate import GeneratorConfig, generate_day, write_raw_files
-from ecom_pipeline.retention import Cutoffs, day_in_key, expired_keys
-from ecom_pipeline.silver_store import SilverStore
+from devtools.generate import GeneratorConfig, generate_day, write_raw_files
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
+from ecom_pipeline.lake.retention import Cutoffs, day_in_key, expired_keys
+from ecom_pipeline.lake.storage import LocalLake
+from ecom_pipeline.settings import load_settings
+from ecom_pipeline.silver.store import SilverStore
 from flows.daily import daily
 from flows.retention import retention
 from tests.flows.test_daily import warehouse_rows

@@ -15,18 +15,18 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_pipeline import gold
-from ecom_pipeline.adapters.lake import Lake
-from ecom_pipeline.datasets import SPECS, Dataset
-from ecom_pipeline.gold_tables import (
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
+from ecom_pipeline.gold import aggregates as gold
+from ecom_pipeline.gold.tables import (
     DAILY_PAYMENTS,
     DAILY_REVENUE,
     MONTH,
     MONTHLY_CUSTOMERS,
     GoldTable,
 )
-from ecom_pipeline.partitioning import parse_partition_path
-from ecom_pipeline.silver_store import SilverSnapshot, SilverStore
+from ecom_pipeline.lake.storage import Lake
+from ecom_pipeline.silver.partitioning import parse_partition_path
+from ecom_pipeline.silver.store import SilverSnapshot, SilverStore
 
 PAYMENT_COLUMNS = ["payment_date", "payment_method", "payment_status", "amount"]
 ORDER_COLUMNS = [

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ecom_pipeline.adapters.lake import Lake, open_lake
-from ecom_pipeline.adapters.metrics import CloudWatchMetrics, LogMetrics, MetricsSink
-from ecom_pipeline.adapters.notifier import LakeNotifier, Notifier, SnsNotifier
-from ecom_pipeline.adapters.warehouse import Warehouse, open_warehouse
-from ecom_pipeline.config import Settings
+from ecom_pipeline.lake.storage import Lake, open_lake
+from ecom_pipeline.run.metrics import CloudWatchMetrics, LogMetrics, MetricsSink
+from ecom_pipeline.run.notifier import LakeNotifier, Notifier, SnsNotifier
+from ecom_pipeline.settings import Settings
+from ecom_pipeline.warehouse.engine import Warehouse, open_warehouse
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Deterministic raw CSV exports of SPEC §3 (orders, customers, payments, employees).
 
-Used by ``ecom-pipeline generate``, by tests and by the benchmark. Everything is vectorized
+A development tool, not part of the runtime package: used by ``make quickstart``
+(``python -m devtools.generate``), by tests and by the benchmark. Everything is vectorized
 (numpy for the values, pyarrow compute for the text), so a day of a million orders takes seconds.
 
 The generated world
@@ -73,7 +74,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_pipeline.datasets import (
+from ecom_pipeline.contracts.datasets import (
     ORDER_STATUSES,
     PAYMENT_METHODS,
     PAYMENT_STATUSES,
@@ -84,7 +85,7 @@ from ecom_pipeline.datasets import (
 from ecom_pipeline.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ecom_pipeline.adapters.lake import Lake
+    from ecom_pipeline.lake.storage import Lake
 
 # ---------------------------------------------------------------------------------------------
 # Public API
@@ -1244,3 +1245,45 @@ def _employee_file(world: _World, day: date) -> RawFile:
     if rng is not None:
         lines = _with_duplicates(rng, lines, counts["duplicate"])
     return RawFile(Dataset.EMPLOYEES, day, "employees-0001.csv", _csv_bytes(header, lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m devtools.generate``: write days of raw CSVs into the configured lake."""
+    import argparse
+    import time
+
+    from ecom_pipeline.cli import iso_date, run_command
+    from ecom_pipeline.run.resources import build_resources
+    from ecom_pipeline.settings import load_settings
+
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.generate",
+        description="Write realistic raw CSV exports (SPEC §3) under raw/ of the configured lake.",
+    )
+    parser.add_argument("--start-date", type=iso_date, required=True, help="first day, YYYY-MM-DD")
+    parser.add_argument("--days", type=int, default=1, help="number of days (default 1)")
+    parser.add_argument(
+        "--orders-per-day", type=int, default=2000, help="orders a day (default 2000)"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="the world's seed (default 7)")
+    parser.add_argument("--clean", action="store_true", help="no defects in the files")
+    args = parser.parse_args(argv)
+
+    def generate() -> int:
+        lake = build_resources(load_settings()).lake
+        config = GeneratorConfig(
+            orders_per_day=args.orders_per_day, seed=args.seed, clean=args.clean
+        )
+        for offset in range(args.days):
+            day = args.start_date + timedelta(days=offset)
+            started = time.perf_counter()
+            keys = write_raw_files(lake, generate_day(day, config, first_day=args.start_date))
+            print(f"{day}: {len(keys)} file(s) in {time.perf_counter() - started:.1f} s")
+        print(f"raw files under {lake.uri('raw')}")
+        return 0
+
+    return run_command("generate", generate)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,7 +16,7 @@ One algorithm for every engine (`Warehouse.upsert_months`)::
 Only two things differ between engines, and they live in the small `LoadStrategy` classes: how
 staging is filled in bulk (DuckDB reads the registered Arrow table, PostgreSQL takes
 ``COPY FROM STDIN``, Redshift ``COPY``s the gold Parquet files from S3) and which lock statement
-serializes loads. The SQL text comes from `ecom_pipeline.adapters.warehouse_sql`.
+serializes loads. The SQL text comes from `ecom_pipeline.warehouse.sql`.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
-from ecom_pipeline.adapters import warehouse_sql as q
-from ecom_pipeline.config import Settings
 from ecom_pipeline.errors import ConfigurationError, PipelineError
-from ecom_pipeline.gold_tables import LOADED_AT, MONTH, GoldTable
+from ecom_pipeline.gold.tables import LOADED_AT, MONTH, GoldTable
+from ecom_pipeline.settings import Settings
+from ecom_pipeline.warehouse import sql as q
 
 if TYPE_CHECKING:
     # Annotations only. At run time this module reaches SQLAlchemy through the ``sa`` module
@@ -197,7 +197,7 @@ class RedshiftStrategy(LoadStrategy):
 
         Raises:
             ValueError: no URI although there are rows, or a URI that is not a month file of
-                the months being replaced (or fails `warehouse_sql.check_s3_parquet_uri`).
+                the months being replaced (or fails `sql.check_s3_parquet_uri`).
         """
         if load.rows.num_rows and not load.source_uris:
             raise ValueError(

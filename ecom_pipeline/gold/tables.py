@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ecom_pipeline.datasets import AMOUNT_TYPE
+from ecom_pipeline.contracts.datasets import AMOUNT_TYPE
 
 LOADED_AT = "_loaded_at"
 #: Every gold table carries `month` (YYYY-MM); a load replaces whole months (SPEC §5).

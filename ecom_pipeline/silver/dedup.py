@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_pipeline.datasets import INGESTED_AT, SOURCE_FILE, SOURCE_LINE, DatasetSpec
+from ecom_pipeline.contracts.datasets import INGESTED_AT, SOURCE_FILE, SOURCE_LINE, DatasetSpec
 
 
 def precedence_columns(spec: DatasetSpec) -> tuple[str, ...]:

@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from ecom_pipeline.adapters.metrics import Metric
 from ecom_pipeline.errors import printable
+from ecom_pipeline.run.metrics import Metric
 
 if TYPE_CHECKING:
-    from ecom_pipeline.adapters.warehouse import LoadResult
-    from ecom_pipeline.gold_build import GoldMonth
-    from ecom_pipeline.silver import SilverOutcome
-    from ecom_pipeline.validation import ValidatedFile
+    from ecom_pipeline.contracts.validation import ValidatedFile
+    from ecom_pipeline.gold.build import GoldMonth
+    from ecom_pipeline.silver.upsert import SilverOutcome
+    from ecom_pipeline.warehouse.engine import LoadResult
 
 #: Characters with a meaning in Markdown, escaped in text from files, errors and names.
 _MARKDOWN_SPECIAL = set("\\`*_[]<>|#~")
@@ -286,7 +286,7 @@ ROW_METRICS = {
 
 
 def run_metrics(report: RunReport, now: datetime) -> list[Metric]:
-    """The run's data points (names in ``ecom_pipeline.adapters.metrics``).
+    """The run's data points (names in ``ecom_pipeline.run.metrics``).
 
     Rows per dataset count processed files only; ``StageSeconds`` has one point per timed stage
     (``ingest``, ``validate-orders``, ``silver-orders``, ``gold``, ``load``…);

@@ -35,12 +35,18 @@ import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from ecom_pipeline.adapters.failpoints import failpoint
-from ecom_pipeline.adapters.lake import Lake
-from ecom_pipeline.datasets import INGESTED_AT, RUN_ID, SOURCE_FILE, DatasetSpec, silver_schema
-from ecom_pipeline.dedup import precedence_columns, winners_mask
+from ecom_pipeline.contracts.datasets import (
+    INGESTED_AT,
+    RUN_ID,
+    SOURCE_FILE,
+    DatasetSpec,
+    silver_schema,
+)
 from ecom_pipeline.errors import CommitConflictError, PipelineError
-from ecom_pipeline.partitioning import combined_key, parse_partition_path, partition_column
+from ecom_pipeline.lake.failpoints import failpoint
+from ecom_pipeline.lake.storage import Lake
+from ecom_pipeline.silver.dedup import precedence_columns, winners_mask
+from ecom_pipeline.silver.partitioning import combined_key, parse_partition_path, partition_column
 
 log = logging.getLogger(__name__)
 

@@ -15,18 +15,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_pipeline.adapters.lake import Lake
-from ecom_pipeline.datasets import (
+from ecom_pipeline.contracts.datasets import (
     SPECS,
     UNKNOWN_REGION,
     Dataset,
     DatasetSpec,
 )
-from ecom_pipeline.gold import month_of
-from ecom_pipeline.partitioning import parse_partition_path
-from ecom_pipeline.run_report import FileAccount
-from ecom_pipeline.silver_store import ACCOUNTED, SilverStore
-from ecom_pipeline.validation import ValidatedFile
+from ecom_pipeline.contracts.validation import ValidatedFile
+from ecom_pipeline.gold.aggregates import month_of
+from ecom_pipeline.lake.storage import Lake
+from ecom_pipeline.run.report import FileAccount
+from ecom_pipeline.silver.partitioning import parse_partition_path
+from ecom_pipeline.silver.store import ACCOUNTED, SilverStore
 
 
 @dataclass

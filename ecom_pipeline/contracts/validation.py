@@ -19,16 +19,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_pipeline import pii
-from ecom_pipeline.contracts import (
-    FORMAT_RULES,
-    contract,
-    parsed_name,
-    passes_every_rule,
-    with_parsed,
-)
-from ecom_pipeline.csv_reader import BLOCK_BYTES, LINE, RawRecords, iter_records
-from ecom_pipeline.datasets import (
+from ecom_pipeline.contracts import pii
+from ecom_pipeline.contracts.csv_reader import BLOCK_BYTES, LINE, RawRecords, iter_records
+from ecom_pipeline.contracts.datasets import (
     INGESTED_AT,
     RUN_ID,
     SOURCE_FILE,
@@ -36,6 +29,13 @@ from ecom_pipeline.datasets import (
     TIMESTAMP_TYPE,
     DatasetSpec,
     validated_schema,
+)
+from ecom_pipeline.contracts.rules import (
+    FORMAT_RULES,
+    contract,
+    parsed_name,
+    passes_every_rule,
+    with_parsed,
 )
 from ecom_pipeline.errors import BadFileError
 

@@ -11,7 +11,7 @@ import re
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_pipeline.datasets import DatasetSpec
+from ecom_pipeline.contracts.datasets import DatasetSpec
 from ecom_pipeline.errors import PipelineError
 
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")

@@ -12,9 +12,9 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from ecom_pipeline.adapters.lake import Lake, LakeKeyError, LakeObject, check_key
-from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.errors import BadFileError
+from ecom_pipeline.lake.storage import Lake, LakeKeyError, LakeObject, check_key
 
 RAW_PREFIX = "raw/"
 #: Pseudo-dataset under which files of unknown dataset folders are quarantined.

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandera.api.polars.types import PolarsData
 
-from ecom_pipeline.datasets import (
+from ecom_pipeline.contracts.datasets import (
     ORDER_STATUSES,
     PAYMENT_METHODS,
     PAYMENT_STATUSES,

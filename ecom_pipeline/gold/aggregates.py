@@ -11,8 +11,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_pipeline.datasets import AMOUNT_TYPE, REVENUE_STATUSES
-from ecom_pipeline.gold_tables import DAILY_PAYMENTS, DAILY_REVENUE, MONTHLY_CUSTOMERS
+from ecom_pipeline.contracts.datasets import AMOUNT_TYPE, REVENUE_STATUSES
+from ecom_pipeline.gold.tables import DAILY_PAYMENTS, DAILY_REVENUE, MONTHLY_CUSTOMERS
 
 CENT = Decimal("0.01")
 ZERO = pa.scalar(Decimal("0.00"), AMOUNT_TYPE)

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
-from ecom_pipeline.adapters.lake import Lake, LakeObject
+from ecom_pipeline.lake.storage import Lake, LakeObject
 
 FAILPOINT_ENV = "ECOM_FAILPOINT_KILL_AFTER_WRITE"
 FAILPOINT_AT_ENV = "ECOM_FAILPOINT_KILL_AT"

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ecom_pipeline.datasets import Dataset
+from ecom_pipeline.contracts.datasets import Dataset
 from ecom_pipeline.errors import ConfigurationError
 
 #: The local quick start keeps its generated PII key here (never committed: see .gitignore).
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
         if self.pii_hash_key is not None:
             check_pii_key(self.pii_hash_key.get_secret_value(), source)
         if self.warehouse_url.get_secret_value().startswith("redshift"):
-            from ecom_pipeline.adapters.warehouse_sql import check_iam_role
+            from ecom_pipeline.warehouse.sql import check_iam_role
 
             if not self.redshift_iam_role:
                 raise ValueError(

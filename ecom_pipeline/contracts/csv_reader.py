@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from ecom_pipeline.datasets import DatasetSpec
+from ecom_pipeline.contracts.datasets import DatasetSpec
 from ecom_pipeline.errors import BadFileError
 
 #: Column holding each record's 1-based line number in the file (the header is line 1).

@@ -18,10 +18,10 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from ecom_pipeline.adapters.lake import Lake
-from ecom_pipeline.datasets import SPECS, Dataset
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.errors import PipelineError
-from ecom_pipeline.silver_store import TABLE_CONFIGURATION, WRITER_PROPERTIES, SilverStore
+from ecom_pipeline.lake.storage import Lake
+from ecom_pipeline.silver.store import TABLE_CONFIGURATION, WRITER_PROPERTIES, SilverStore
 
 log = logging.getLogger(__name__)
 

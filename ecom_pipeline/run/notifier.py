@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from ecom_pipeline.adapters.lake import Lake
+from ecom_pipeline.lake.storage import Lake
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ and S3 behave identically; subclasses only implement five byte-level operations 
 filesystem, so Parquet fetches only the column chunks it needs and raw CSV is streamed).
 A local lake lists symbolic links as objects and never follows one out of its root.
 
-Two primitives carry the lake lock (``ecom_pipeline.adapters.lake_lock``): ``write_bytes``
+Two primitives carry the lake lock (``ecom_pipeline.lake.lock``): ``write_bytes``
 replaces an object whole or not at all, and ``put_if_absent`` creates an object only if no object
 has that key (``O_EXCL`` link locally, ``If-None-Match: *`` on S3). Silver's Delta tables are
 written by delta-rs itself, given `Lake.table_uri` and `Lake.delta_storage_options`.
@@ -447,7 +447,7 @@ class S3Lake(Lake):
 
 def open_lake(lake_uri: str, *, endpoint_url: str | None = None, region: str = "us-east-1") -> Lake:
     """The lake for a configured root: ``s3://…`` on S3, anything else a local folder."""
-    from ecom_pipeline.adapters.failpoints import with_failpoints
+    from ecom_pipeline.lake.failpoints import with_failpoints
 
     lake: Lake
     if lake_uri.startswith("s3://"):

@@ -3,7 +3,7 @@
 Every function returns the statement as a string, in SQLAlchemy ``text()`` notation: ``:name``
 marks a bound parameter (``:months`` is an expanding list, bound with
 ``bindparam("months", expanding=True)``). The warehouse adapter runs them; see
-``ecom_pipeline.adapters.warehouse``.
+``ecom_pipeline.warehouse.engine``.
 
 Two rules hold throughout:
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from ecom_pipeline.gold_tables import LOADED_AT, MONTH, GoldTable
+from ecom_pipeline.gold.tables import LOADED_AT, MONTH, GoldTable
 
 if TYPE_CHECKING:
     # Annotations only: a module-level binding of a SQLAlchemy class keeps DuckDB's objects

@@ -35,8 +35,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ecom_pipeline.adapters.lake import Lake
 from ecom_pipeline.errors import PipelineError
+from ecom_pipeline.lake.storage import Lake
 
 log = logging.getLogger(__name__)
 

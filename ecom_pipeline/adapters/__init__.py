@@ -1,1 +1,0 @@
-"""I/O adapters: lake, warehouse, notifier, metrics; chosen from settings in ``resources.py``."""
