@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from ecom_pipeline.errors import PipelineError
 from ecom_pipeline.gold.tables import DAILY_REVENUE, LOADED_AT, MONTH
 from ecom_pipeline.warehouse.engine import Warehouse
-from tests.adapters.test_warehouse import revenue_rows, sorted_rows
 from tests.chaos.pg_proxy import Cut, CuttingPostgresProxy, CutWhen
+from tests.warehouse.test_warehouse import revenue_rows, sorted_rows
 
 pytestmark = pytest.mark.chaos
 

@@ -40,7 +40,7 @@ NAMED = [
     for dataset in ("customers", "orders", "payments", "employees")
     for step in ("before-merge", "after-merge")
 ]
-#: Kills inside delta-rs, this long after a merge begins (tests/test_silver_crash.py sweeps
+#: Kills inside delta-rs, this long after a merge begins (tests/silver/test_silver_crash.py sweeps
 #: the whole length of a merge; here the whole run must recover).
 TIMED = [
     "silver:customers:before-merge@0.05",

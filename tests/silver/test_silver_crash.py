@@ -22,9 +22,9 @@ import pytest
 from ecom_pipeline.lake.failpoints import FAILPOINT_AT_ENV
 from ecom_pipeline.lake.storage import Lake, open_lake
 from ecom_pipeline.silver.store import SilverStore
-from tests.test_silver_store import ORDERS, day_of_orders
+from tests.silver.test_silver_store import ORDERS, day_of_orders
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ROWS = 20_000
 #: Steps of the kill delay after the merge begins, until the merge ends before the timer does.
 STEPS = {"local": 0.04, "s3": 0.1}
@@ -78,7 +78,7 @@ def test_sigkill_at_any_instant_of_a_merge_then_rerun_equals_an_uninterrupted_me
             [
                 sys.executable,
                 "-c",
-                "import sys; from tests.test_silver_crash import merge_second_day as m; "
+                "import sys; from tests.silver.test_silver_crash import merge_second_day as m; "
                 "m(sys.argv[1], sys.argv[2] or None)",
                 uri,
                 endpoint or "",
