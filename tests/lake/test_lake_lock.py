@@ -85,9 +85,11 @@ def _same_lake(lake: Lake) -> Lake:
 
 
 def test_a_held_lease_is_renewed_and_others_wait_then_give_up(lake: Lake) -> None:
-    lease = timedelta(seconds=0.6)
+    # Long enough that a loaded CI machine's thread and moto latency (a renewal was seen 0.3 s
+    # late) cannot outlast it; the hold below spans two leases, so only renewals keep it.
+    lease = timedelta(seconds=3)
     with lake_lock(lake, "gold", lease=lease, poll_seconds=0.05, holder="long run"):
-        time.sleep(lease.total_seconds() * 3)  # three leases long: only renewals keep it
+        time.sleep(lease.total_seconds() * 2)
         state = read_lock_state(lake, "gold")
         assert state is not None and not state.released
         assert state.expires_at > datetime.now(UTC)
