@@ -22,7 +22,6 @@ import re
 import socket
 import struct
 import threading
-from types import TracebackType
 
 from tests.tcp_accept import accept_until_stopped
 
@@ -100,12 +99,7 @@ class RedshiftToPostgresProxy:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def stop(self) -> None:

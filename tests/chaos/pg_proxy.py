@@ -24,7 +24,6 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Literal
 
 from tests.redshift_proxy import _GSSENC_REQUEST_CODE, _SSL_REQUEST_CODE, _recv_exact
@@ -127,12 +126,7 @@ class CuttingPostgresProxy:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stopping.set()
         self._thread.join(timeout=5)
         self._listener.close()
