@@ -35,13 +35,19 @@ def _sum(cloudwatch, namespace: str, name: str, dimensions: dict[str, str]) -> f
     return sum(p["Sum"] for p in points) if points else None
 
 
-def test_a_daily_run_puts_its_metrics_into_cloudwatch(
-    pipeline_env: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    namespace = f"EcomPipelineTest{uuid.uuid4().hex[:8]}"
+@pytest.fixture
+def namespace(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A CloudWatch namespace of this test's own, on moto's server, for the run's metrics."""
+    name = f"EcomPipelineTest{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("ECOM_METRICS", "cloudwatch")
-    monkeypatch.setenv("ECOM_METRICS_NAMESPACE", namespace)
+    monkeypatch.setenv("ECOM_METRICS_NAMESPACE", name)
     monkeypatch.setenv("ECOM_AWS_ENDPOINT_URL", moto_endpoint)
+    return name
+
+
+def test_a_daily_run_puts_its_metrics_into_cloudwatch(
+    pipeline_env: Path, moto_endpoint: str, namespace: str
+) -> None:
     write_raw_files(LocalLake(pipeline_env / "lake"), generate_day(DAY, CONFIG))
 
     report = daily(run_date=DAY)
@@ -78,12 +84,8 @@ def test_a_daily_run_puts_its_metrics_into_cloudwatch(
 
 
 def test_a_failed_run_reports_run_succeeded_zero_and_no_freshness(
-    pipeline_env: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    pipeline_env: Path, moto_endpoint: str, namespace: str
 ) -> None:
-    namespace = f"EcomPipelineTest{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("ECOM_METRICS", "cloudwatch")
-    monkeypatch.setenv("ECOM_METRICS_NAMESPACE", namespace)
-    monkeypatch.setenv("ECOM_AWS_ENDPOINT_URL", moto_endpoint)
     bad = pipeline_env / "lake" / "raw" / "orders" / f"dt={DAY}" / "orders.csv"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"")

@@ -254,11 +254,9 @@ class ProxiedRedshiftWarehouse(Warehouse):
             raise RuntimeError("injected failure after DELETE")
 
 
-@pytest.fixture
-def redshift(
-    proxy: RedshiftToPostgresProxy, pg: URL, pg_schema: str
-) -> Iterator[ProxiedRedshiftWarehouse]:
-    url = URL.create(
+def redshift_url_through(proxy: RedshiftToPostgresProxy, pg: URL) -> URL:
+    """A ``redshift+redshift_connector`` URL that reaches the test PostgreSQL via the proxy."""
+    return URL.create(
         "redshift+redshift_connector",
         username=pg.username,
         password=pg.password,
@@ -266,6 +264,13 @@ def redshift(
         port=proxy.port,
         database=pg.database,
     )
+
+
+@pytest.fixture
+def redshift(
+    proxy: RedshiftToPostgresProxy, pg: URL, pg_schema: str
+) -> Iterator[ProxiedRedshiftWarehouse]:
+    url = redshift_url_through(proxy, pg)
     wh = ProxiedRedshiftWarehouse(
         url.render_as_string(hide_password=False), pg_schema, iam_role=ROLE
     )
@@ -388,14 +393,7 @@ def test_hostile_schema_over_redshift_connector(
     proxy: RedshiftToPostgresProxy, pg: URL, pg_schema: str
 ) -> None:
     hostile = f'rs:"; DROP SCHEMA "{pg_schema}" CASCADE; --'
-    url = URL.create(
-        "redshift+redshift_connector",
-        username=pg.username,
-        password=pg.password,
-        host="127.0.0.1",
-        port=proxy.port,
-        database=pg.database,
-    )
+    url = redshift_url_through(proxy, pg)
     check = sa.create_engine(pg)
     with check.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{pg_schema}"'))
