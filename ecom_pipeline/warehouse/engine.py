@@ -57,6 +57,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WarehouseDialect = Literal["duckdb", "postgresql", "redshift"]
+#: Driver options that notice a silent peer: first probe after 30 s idle, then every 10 s,
+#: dropped after 3 unanswered (libpq's and redshift_connector's names for the same thing).
+DEAD_PEER_DETECTION: dict[str, dict[str, Any]] = {
+    "postgresql": {
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    },
+    "redshift": {
+        "tcp_keepalive": True,
+        "tcp_keepalive_idle": 30,
+        "tcp_keepalive_interval": 10,
+        "tcp_keepalive_count": 3,
+    },
+}
 MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 #: ``_loaded_at`` as `Warehouse.read_table` returns it (stored as a UTC TIMESTAMP).
 LOADED_AT_TYPE = pa.timestamp("us", tz="UTC")
@@ -326,9 +342,13 @@ class Warehouse:
 
         ``pool_pre_ping``: a pooled connection the server or the network dropped while it sat
         idle (restart, failover, NAT timeout) is replaced at checkout instead of failing the
-        next load and costing it a retry.
+        next load and costing it a retry. TCP keepalives: a connection whose peer vanished
+        without a word (a partition, a NAT that forgot it) fails within about a minute and is
+        retried, instead of waiting for a reply forever.
         """
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(
+            url, pool_pre_ping=True, connect_args=DEAD_PEER_DETECTION.get(self._dialect, {})
+        )
 
     def _after_delete(self, conn: sa.Connection, table: GoldTable) -> None:
         """Runs inside the load's transaction between DELETE and INSERT; does nothing."""

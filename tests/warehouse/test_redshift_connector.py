@@ -31,6 +31,7 @@ from ecom_pipeline.errors import ConfigurationError
 from ecom_pipeline.gold.tables import DAILY_REVENUE, LOADED_AT, GoldTable
 from ecom_pipeline.warehouse import sql as q
 from ecom_pipeline.warehouse.engine import (
+    DEAD_PEER_DETECTION,
     RedshiftStrategy,
     StagingLoad,
     Warehouse,
@@ -42,6 +43,7 @@ from tests.redshift_proxy import (
     rewrite_server_message,
     rewrite_startup,
 )
+from tests.warehouse.test_warehouse import keepalive_options
 
 ROLE = "arn:aws:iam::123456789012:role/redshift-copy"
 REDSHIFT = RedshiftDialect_redshift_connector()
@@ -235,7 +237,8 @@ class ProxiedRedshiftWarehouse(Warehouse):
     fail_after_delete = False
 
     def _create_engine(self, url: URL) -> sa.Engine:
-        engine = sa.create_engine(url, connect_args={"ssl": False})
+        connect_args = {**DEAD_PEER_DETECTION["redshift"], "ssl": False}
+        engine = sa.create_engine(url, connect_args=connect_args)
         self.executed: list[str] = []
 
         @sa.event.listens_for(engine, "before_execute")
@@ -316,6 +319,14 @@ def test_warehouse_load_issues_the_redshift_statements(
         rows.sort_by([("order_date", "ascending"), ("customer_region", "ascending")])
     )
     assert set(stored[LOADED_AT].to_pylist()) == {T1}
+
+
+def test_a_redshift_connection_probes_a_peer_gone_silent(
+    redshift: ProxiedRedshiftWarehouse,
+) -> None:
+    with redshift._engine.connect() as conn:
+        sock = conn.connection.driver_connection._usock
+        assert keepalive_options(sock) == (1, 30, 10, 3)
 
 
 def test_warehouse_upsert_semantics_over_redshift_connector(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -417,6 +419,27 @@ def test_concurrent_loads_of_one_month_serialize(postgres_url: str, pg_schema: s
     with Warehouse(postgres_url, pg_schema) as wh:
         stored = gold_part(wh.read_table(DAILY_REVENUE))
     assert any(stored.equals(sorted_rows(v)) for v in variants)
+
+
+def keepalive_options(sock: socket.socket) -> tuple[int, int, int, int]:
+    """SO_KEEPALIVE, then idle seconds, probe interval and probe count, as the kernel has them."""
+    return (
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+    )
+
+
+def test_a_postgresql_connection_probes_a_peer_gone_silent(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """A partition that drops packets without a reset must fail the load in about a minute (and
+    retry it), not leave it waiting for a reply forever: the kernel probes the idle socket."""
+    with Warehouse(postgres_url, pg_schema) as wh, wh._engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        with socket.socket(fileno=os.dup(driver.fileno())) as sock:
+            assert keepalive_options(sock) == (1, 30, 10, 3)
 
 
 # -- construction -------------------------------------------------------------------------
