@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from botocore.parsers import ResponseParserError
+
 from ecom_pipeline.lake.storage import Lake
 
 log = logging.getLogger(__name__)
@@ -18,6 +20,8 @@ log = logging.getLogger(__name__)
 AlertKind = Literal["failure", "sla", "success"]
 #: SNS rejects longer subjects.
 SNS_SUBJECT_LIMIT = 100
+#: Tries of one publish whose reply came back unreadable (see `SnsNotifier.send`).
+PUBLISH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -79,17 +83,32 @@ class SnsNotifier:
         self.client = boto3.client("sns", endpoint_url=endpoint_url, region_name=region)
 
     def send(self, alert: Alert) -> None:
-        try:
-            self.client.publish(
-                TopicArn=self.topic_arn,
-                Subject=alert.subject[:SNS_SUBJECT_LIMIT],
-                Message=alert.text(),
-                MessageAttributes={"kind": {"DataType": "String", "StringValue": alert.kind}},
-            )
-        except Exception:  # the alert goes to the log instead, whole
-            log.exception(
-                "could not publish the %s alert to SNS; the alert was:\n%s\n%s",
-                alert.kind,
-                alert.subject,
-                alert.text(),
-            )
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                self.client.publish(
+                    TopicArn=self.topic_arn,
+                    Subject=alert.subject[:SNS_SUBJECT_LIMIT],
+                    Message=alert.text(),
+                    MessageAttributes={"kind": {"DataType": "String", "StringValue": alert.kind}},
+                )
+                return
+            except ResponseParserError:
+                # botocore retries a reset or a 5xx, not a reply cut short. SNS may have
+                # published already; a second copy is better than no alert (SNS is
+                # at-least-once to its subscribers anyway).
+                if attempt < PUBLISH_ATTEMPTS:
+                    continue
+                self._log_unsent(alert)
+            except Exception:
+                self._log_unsent(alert)
+                return
+
+    @staticmethod
+    def _log_unsent(alert: Alert) -> None:
+        """The alert goes to the log instead, whole."""
+        log.exception(
+            "could not publish the %s alert to SNS; the alert was:\n%s\n%s",
+            alert.kind,
+            alert.subject,
+            alert.text(),
+        )
