@@ -161,22 +161,29 @@ def postgres_copy_sql(dialect: Dialect, staging: str, columns: Sequence[str]) ->
 
 def check_iam_role(role: str) -> str:
     """The IAM role ARN, unchanged, if it matches `IAM_ROLE_PATTERN`; ValueError otherwise."""
-    if not IAM_ROLE_PATTERN.fullmatch(role):
-        raise ValueError(
-            f"invalid Redshift IAM role {role!r}: expected an ARN like "
-            "arn:aws:iam::123456789012:role/name"
-        )
-    return role
+    return _matching(
+        IAM_ROLE_PATTERN,
+        role,
+        "Redshift IAM role",
+        "an ARN like arn:aws:iam::123456789012:role/name",
+    )
 
 
 def check_s3_parquet_uri(uri: str) -> str:
     """The S3 URI, unchanged, if it matches `S3_PARQUET_URI_PATTERN`; ValueError otherwise."""
-    if not S3_PARQUET_URI_PATTERN.fullmatch(uri):
-        raise ValueError(
-            f"invalid S3 Parquet URI {uri!r}: expected s3://bucket/key.parquet with a plain "
-            "bucket name and a key of letters, digits and !-_.*'()/="
-        )
-    return uri
+    return _matching(
+        S3_PARQUET_URI_PATTERN,
+        uri,
+        "S3 Parquet URI",
+        "s3://bucket/key.parquet with a plain bucket name and a key of letters, digits and "
+        "!-_.*'()/=",
+    )
+
+
+def _matching(pattern: re.Pattern[str], value: str, what: str, expected: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"invalid {what} {value!r}: expected {expected}")
+    return value
 
 
 def _string_literal(value: str) -> str:
