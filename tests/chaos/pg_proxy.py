@@ -47,6 +47,14 @@ class Cut:
         return self.fired < self.times and re.search(self.pattern, sql, re.IGNORECASE) is not None
 
 
+def _recv_message(sock: socket.socket) -> tuple[bytes, bytes, bytes]:
+    """One protocol message: type byte, int32 length (counting itself), payload."""
+    kind = _recv_exact(sock, 1)
+    header = _recv_exact(sock, 4)
+    (length,) = struct.unpack("!i", header)
+    return kind, header, _recv_exact(sock, length - 4)
+
+
 def statement_of(kind: bytes, payload: bytes) -> str | None:
     """The SQL text of a ``Query`` or ``Parse`` message; None for any other message."""
     if kind == b"Q":
@@ -182,10 +190,7 @@ class CuttingPostgresProxy:
     def _pipe_client(self, session: _Session) -> None:
         try:
             while not session.dead.is_set():
-                kind = _recv_exact(session.client, 1)
-                header = _recv_exact(session.client, 4)
-                (length,) = struct.unpack("!i", header)
-                payload = _recv_exact(session.client, length - 4)
+                kind, header, payload = _recv_message(session.client)
                 sql = statement_of(kind, payload)
                 cut = self._match(sql) if sql is not None else None
                 if cut is not None and cut.when == "before":
@@ -203,10 +208,7 @@ class CuttingPostgresProxy:
     def _pipe_server(self, session: _Session) -> None:
         try:
             while not session.dead.is_set():
-                kind = _recv_exact(session.upstream, 1)
-                header = _recv_exact(session.upstream, 4)
-                (length,) = struct.unpack("!i", header)
-                payload = _recv_exact(session.upstream, length - 4)
+                kind, header, payload = _recv_message(session.upstream)
                 if kind == b"C" and session.cut_reply is not None:
                     # The server has run the statement (committed, for COMMIT); the client
                     # never hears of it.
