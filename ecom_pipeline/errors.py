@@ -1,4 +1,8 @@
-"""Every error the pipeline raises on purpose; each message names what, where, expected, found."""
+"""Every error the pipeline raises on purpose; each message names what, where, expected, found.
+
+All of them are here, whatever layer raises them, so that what is retried is decided in one
+place (`is_transient`).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,33 @@ class PipelineError(Exception):
     """Base class: a failure the pipeline explains itself (the CLI prints it without a trace)."""
 
 
+# -- configuration ------------------------------------------------------------------------
 class ConfigurationError(PipelineError):
     """A setting is missing or invalid; raised at start-up, before any work."""
 
 
+# -- the lake -----------------------------------------------------------------------------
+class LakeKeyError(PipelineError):
+    """A key that would leave the lake root or is not a plain relative path.
+
+    ``reason`` says what is wrong without the key; the message names the key, escaped.
+    """
+
+    def __init__(self, key: str, reason: str = "invalid: not a plain relative path") -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"lake key {printable(key)!r}: {reason}")
+
+
+class LockTimeoutError(PipelineError):
+    """The lock stayed held by another run for longer than we are willing to wait."""
+
+
+class LockLostError(PipelineError):
+    """The holder could not renew its lease in time: another run may have taken the lock."""
+
+
+# -- input files and row accounting -------------------------------------------------------
 class BadFileError(PipelineError):
     """A whole input file is unusable: it is quarantined and the run fails at the end.
 
@@ -48,10 +75,29 @@ class QuarantineThresholdError(PipelineError):
     """A dataset's share of quarantined rows exceeded the configured threshold."""
 
 
+# -- silver -------------------------------------------------------------------------------
+class PartitionValueError(PipelineError):
+    """A partition value that cannot safely name a folder."""
+
+
 class CommitConflictError(PipelineError):
     """Other writers kept committing to a silver table first, too many times in a row."""
 
 
+class LegacySilverError(PipelineError):
+    """Silver is still in the snapshot format of earlier versions."""
+
+
+class MigrationError(PipelineError):
+    """A silver folder that cannot be converted as it is."""
+
+
+# -- the warehouse ------------------------------------------------------------------------
+class WarehouseLoadError(PipelineError):
+    """Staged rows are not a valid replacement of the months (a bug upstream); nothing changed."""
+
+
+# -- the run ------------------------------------------------------------------------------
 class RunFailedError(PipelineError):
     """The run wrote what was valid but must end failed; the message lists every reason."""
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
-from ecom_pipeline.errors import BadFileError
-from ecom_pipeline.lake.storage import Lake, LakeKeyError, LakeObject, check_key
+from ecom_pipeline.errors import BadFileError, LakeKeyError
+from ecom_pipeline.lake.storage import Lake, LakeObject, check_key
 
 RAW_PREFIX = "raw/"
 #: Pseudo-dataset under which files of unknown dataset folders are quarantined.

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ecom_pipeline.errors import PipelineError
+from ecom_pipeline.errors import LockLostError, LockTimeoutError
 from ecom_pipeline.lake.storage import Lake
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,6 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_GRACE = timedelta(seconds=5)
 #: A waiting run repeats what it waits for this often.
 WAIT_LOG_INTERVAL = timedelta(minutes=1)
-
-
-class LockTimeoutError(PipelineError):
-    """The lock stayed held by another run for longer than we are willing to wait."""
-
-
-class LockLostError(PipelineError):
-    """The holder could not renew its lease in time: another run may have taken the lock."""
 
 
 @dataclass(frozen=True)
