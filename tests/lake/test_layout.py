@@ -1,0 +1,184 @@
+"""The lake's key layout (SPEC §2): keys as earlier versions wrote them, taken apart again."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from ecom_pipeline.gold.tables import GOLD_TABLES, MONTH
+from ecom_pipeline.lake import layout
+from ecom_pipeline.lake.layout import LakeKey, parse_key
+
+DAY = date(2026, 11, 21)
+
+
+# -- every key, byte for byte as the pipeline has always written it, and back --------------
+# (key built by the layout, the same key spelled out, what parse_key must find in it)
+KEYS = [
+    pytest.param(
+        layout.raw_key("orders", DAY, "orders-0001.csv"),
+        "raw/orders/dt=2026-11-21/orders-0001.csv",
+        LakeKey("raw", "orders", DAY, "orders-0001.csv"),
+        id="raw",
+    ),
+    pytest.param(
+        layout.silver_root("payments"),
+        "processed/payments",
+        LakeKey("silver", "payments"),
+        id="silver-root",
+    ),
+    pytest.param(
+        layout.quarantine_rows_key("orders", DAY, "raw/orders/dt=2026-11-21/orders-0001.csv"),
+        "quarantine/orders/dt=2026-11-21/orders-0001.csv.parquet",
+        LakeKey("quarantined_rows", "orders", DAY, "orders-0001.csv"),
+        id="quarantined-rows",
+    ),
+    pytest.param(
+        layout.quarantine_file_key("_unknown", DAY, "stuff-a.csv"),
+        "quarantine/_unknown/dt=2026-11-21/files/stuff-a.csv",
+        LakeKey("quarantined_file", "_unknown", DAY, "stuff-a.csv"),
+        id="quarantined-file",
+    ),
+    pytest.param(
+        layout.quarantine_reason_key(layout.quarantine_file_key("payments", DAY, "p.csv")),
+        "quarantine/payments/dt=2026-11-21/files/p.csv.reason.json",
+        LakeKey("quarantine_reason", "payments", DAY, "p.csv"),
+        id="quarantine-reason",
+    ),
+    pytest.param(
+        layout.gold_key("daily_revenue", "2026-11"),
+        "gold/daily_revenue/month=2026-11/daily_revenue.parquet",
+        LakeKey("gold", name="daily_revenue", month="2026-11"),
+        id="gold",
+    ),
+    pytest.param(
+        layout.manifest_key(DAY, "0b9c6c1e-4d4e-4c44-9a3e-5f1f1d1e2a3b"),
+        "_runs/dt=2026-11-21/0b9c6c1e-4d4e-4c44-9a3e-5f1f1d1e2a3b.json",
+        LakeKey("manifest", day=DAY, name="0b9c6c1e-4d4e-4c44-9a3e-5f1f1d1e2a3b"),
+        id="manifest",
+    ),
+    pytest.param(
+        layout.ledger_key("customers", DAY),
+        "_runs/ledger/customers/dt=2026-11-21.json",
+        LakeKey("ledger", "customers", DAY),
+        id="ledger",
+    ),
+    pytest.param(
+        layout.alert_key("20261121T020000123456Z", "failure"),
+        "_runs/alerts/20261121T020000123456Z-failure.json",
+        LakeKey("alert", name="20261121T020000123456Z-failure"),
+        id="alert",
+    ),
+    pytest.param(
+        layout.lock_folder("gold"),
+        "_locks/gold",
+        LakeKey("lock", name="gold"),
+        id="lock",
+    ),
+]
+
+
+@pytest.mark.parametrize(("built", "spelled", "parts"), KEYS)
+def test_each_key_is_built_as_before_and_parsed_back(
+    built: str, spelled: str, parts: LakeKey
+) -> None:
+    assert built == spelled
+    assert parse_key(built) == parts
+
+
+def test_prefixes_and_folders_are_those_the_writers_list_and_retention_expires() -> None:
+    assert layout.raw_day_folder("orders", DAY) == "raw/orders/dt=2026-11-21/"
+    assert layout.quarantine_folder("orders", DAY) == "quarantine/orders/dt=2026-11-21/"
+    assert layout.gold_month_prefix("daily_payments") == "gold/daily_payments/month="
+    assert layout.lock_prefix("gold") == "_locks/gold/"
+    assert (layout.RAW_PREFIX, layout.PROCESSED_PREFIX, layout.QUARANTINE_PREFIX) == (
+        "raw/",
+        "processed/",
+        "quarantine/",
+    )
+    assert (layout.GOLD_PREFIX, layout.RUNS_PREFIX, layout.LOCKS_PREFIX) == (
+        "gold/",
+        "_runs/",
+        "_locks/",
+    )
+    # every key that is written under a prefix starts with it
+    assert layout.raw_key("orders", DAY, "a.csv").startswith(layout.raw_day_folder("orders", DAY))
+    assert layout.gold_key("t", "2026-11").startswith(layout.gold_month_prefix("t"))
+    assert layout.manifest_key(DAY, "r").startswith(layout.RUNS_PREFIX)
+    assert layout.ledger_key("orders", DAY).startswith(layout.RUNS_PREFIX)
+    assert layout.alert_key("s", "sla").startswith(layout.RUNS_PREFIX)
+    assert layout.quarantine_rows_key("orders", DAY, "a.csv").startswith(
+        layout.quarantine_folder("orders", DAY)
+    )
+
+
+def test_lock_records_and_silver_files_belong_to_their_lock_and_table() -> None:
+    record = f"{layout.lock_prefix('gold')}000000000003.renew-000001.json"
+    assert parse_key(record) == LakeKey("lock", name="gold")
+    data = f"{layout.silver_root('orders')}/order_date=2026-11-20/customer_region=EU/p.parquet"
+    parsed = parse_key(data)
+    assert parsed == LakeKey(
+        "silver", "orders", name="order_date=2026-11-20/customer_region=EU/p.parquet"
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "raw",
+        "raw/",
+        "raw/orders/a.csv",
+        "raw/orders/dt=2026-11-21/",
+        "raw/orders/sub/dt=2026-11-21/a.csv",
+        "raw/orders/dt=2026-02-30/a.csv",
+        "raw/orders/dt=20261121/a.csv",
+        "processed/",
+        "quarantine/orders/dt=2026-11-21/a.csv",
+        "quarantine/orders/dt=2026-11-21/other/a.csv",
+        "gold/daily_revenue/month=2026-11/other.parquet",
+        "gold/daily_revenue/2026-11/daily_revenue.parquet",
+        "_runs/dt=2026-11-21/.json",
+        "_runs/ledger/orders/2026-11-21.json",
+        "_runs/alerts/nodash.json",
+        "_locks/",
+        "elsewhere/dt=2026-11-21/a.csv",
+    ],
+)
+def test_keys_the_layout_does_not_make_are_not_parsed(key: str) -> None:
+    assert parse_key(key) is None
+
+
+def test_day_folders_parse_only_real_days() -> None:
+    assert layout.day_segment(DAY) == "dt=2026-11-21"
+    assert layout.parse_day_segment(layout.day_segment(DAY)) == DAY
+    for segment in ("dt=2026-02-30", "dt=20261121", "dt=2026-W47-6", "dt=", "dt", "x=2026-11-21"):
+        assert layout.parse_day_segment(segment) is None, segment
+
+
+def test_retention_reads_the_day_every_writer_puts_in_its_keys() -> None:
+    dated = [
+        layout.raw_key("orders", DAY, "a.csv"),
+        layout.quarantine_rows_key("orders", DAY, "a.csv"),
+        layout.quarantine_reason_key(layout.quarantine_file_key("orders", DAY, "a.csv")),
+        layout.manifest_key(DAY, "run"),
+        layout.ledger_key("orders", DAY),
+    ]
+    assert [layout.day_in_key(k) for k in dated] == [DAY] * len(dated)
+    # a stray nested under the day folder ages with it; alerts and locks carry no day
+    assert layout.day_in_key("raw/orders/dt=2026-11-21/sub/a.csv") == DAY
+    assert layout.day_in_key(layout.alert_key("20261121T0Z", "sla")) is None
+    assert layout.day_in_key(layout.lock_prefix("gold") + "000000000001.json") is None
+
+
+def test_the_month_of_a_gold_file_is_read_from_its_uri() -> None:
+    uri = f"s3://bucket/prefix/{layout.gold_key('daily_revenue', '2026-11')}"
+    assert layout.month_in_uri(uri) == "2026-11"
+    assert layout.month_in_uri("s3://bucket/gold/daily_revenue/daily_revenue.parquet") is None
+
+
+def test_gold_month_folders_are_named_after_the_tables_month_column() -> None:
+    assert layout.MONTH_PARTITION == MONTH
+    for table in GOLD_TABLES:
+        assert MONTH in table.column_names
