@@ -20,10 +20,10 @@ from ecom_pipeline.gold import aggregates as gold
 from ecom_pipeline.gold.tables import (
     DAILY_PAYMENTS,
     DAILY_REVENUE,
-    MONTH,
     MONTHLY_CUSTOMERS,
     GoldTable,
 )
+from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.silver.partitioning import parse_partition_path
 from ecom_pipeline.silver.store import SilverSnapshot, SilverStore
@@ -50,7 +50,8 @@ class GoldMonth:
 
 
 def gold_key(table: GoldTable, month: str) -> str:
-    return f"gold/{table.name}/{MONTH}={month}/{table.name}.parquet"
+    """The lake key of ``table``'s file for ``month`` (see `layout.gold_key`)."""
+    return layout.gold_key(table.name, month)
 
 
 def read_gold_month(lake: Lake, table: GoldTable, month: str) -> pa.Table:

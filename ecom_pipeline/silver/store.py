@@ -43,6 +43,7 @@ from ecom_pipeline.contracts.datasets import (
     silver_schema,
 )
 from ecom_pipeline.errors import CommitConflictError, LegacySilverError
+from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.failpoints import failpoint
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.silver.dedup import precedence_columns, winners_mask
@@ -171,7 +172,7 @@ class SilverStore:
         self.lake = lake
         self.spec = spec
         self.schema = silver_schema(spec)
-        self.root = f"processed/{spec.name}"
+        self.root = layout.silver_root(spec.name)
         self.uri = lake.table_uri(self.root)
         self.storage_options = lake.delta_storage_options()
 
