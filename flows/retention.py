@@ -18,8 +18,6 @@ from ecom_pipeline.silver.store import SilverStore
 from flows.alerts import report_outcome
 from tasks.policy import pipeline_task
 
-DATE_PARTITIONS = {Dataset.ORDERS: "order_date", Dataset.PAYMENTS: "payment_date"}
-
 
 @dataclass
 class RetentionSummary:
@@ -43,7 +41,7 @@ def expire_silver(resources: Resources, dataset: Dataset, cutoff: date, run_id: 
     """Delete date partitions older than the cutoff (one Delta commit), then vacuum: files no
     version of the last week needs go, and the log is checkpointed and trimmed to 30 days."""
     store = SilverStore(resources.lake, SPECS[dataset])
-    column = DATE_PARTITIONS.get(dataset)
+    column = SPECS[dataset].date_column
     dropped = store.expire_before(column, cutoff, run_id) if column is not None else []
     store.vacuum()
     return len(dropped)

@@ -170,7 +170,7 @@ def _plan_gold(outcome: SilverOutcome, spec: DatasetSpec, validated: list[Valida
             months.update(pc.unique(month_of(table.column("signup_date"))).to_pylist())
         outcome.gold_months = sorted(months)
         return
-    date_column = {Dataset.ORDERS: "order_date", Dataset.PAYMENTS: "payment_date"}.get(spec.name)
+    date_column = spec.date_column
     if date_column is None:
         return
     days = {date.fromisoformat(parse_partition_path(p)[date_column]) for p in outcome.touched}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 import pytest
 
+from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.gold.tables import GOLD_TABLES, MONTH
 from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.layout import LakeKey, parse_key
@@ -182,3 +184,17 @@ def test_gold_month_folders_are_named_after_the_tables_month_column() -> None:
     assert layout.MONTH_PARTITION == MONTH
     for table in GOLD_TABLES:
         assert MONTH in table.column_names
+
+
+def test_each_dated_dataset_is_dated_by_one_of_its_date_partitions() -> None:
+    dated = {d: s.date_column for d, s in SPECS.items() if s.date_column is not None}
+    assert dated == {Dataset.ORDERS: "order_date", Dataset.PAYMENTS: "payment_date"}
+    for dataset, column in dated.items():
+        assert column in SPECS[dataset].partition_by
+        assert SPECS[dataset].column(column).kind == "date"
+
+
+def test_a_date_column_must_be_a_partition_of_its_dataset() -> None:
+    orders = SPECS[Dataset.ORDERS]
+    with pytest.raises(ValueError, match="updated_at"):
+        dataclasses.replace(orders, date_column="updated_at")
