@@ -1,9 +1,13 @@
-"""The lake's key layout (SPEC §2): keys as earlier versions wrote them, taken apart again."""
+"""The lake's key layout (SPEC §2): keys as earlier versions wrote them, taken apart again, and
+no other module spelling one."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +17,7 @@ from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.layout import LakeKey, parse_key
 
 DAY = date(2026, 11, 21)
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- every key, byte for byte as the pipeline has always written it, and back --------------
@@ -198,3 +203,59 @@ def test_a_date_column_must_be_a_partition_of_its_dataset() -> None:
     orders = SPECS[Dataset.ORDERS]
     with pytest.raises(ValueError, match="updated_at"):
         dataclasses.replace(orders, date_column="updated_at")
+
+
+# -- the rule: only lake/layout.py spells a lake path -------------------------------------
+#: A layer folder at the start of a path segment, a day or month folder, or a ``_runs`` /
+#: ``_locks`` name. ``draw/``, ``task_runs`` and ``last_dt=`` do not count.
+LAYOUT_SPELLING = re.compile(
+    r"(?<!\w)(raw/|processed/|quarantine/|gold/|dt=|month=)|(?<!\w)_(runs|locks)(?!\w)"
+)
+GUARDED = ("ecom_pipeline", "flows", "tasks", "devtools")
+LAYOUT_MODULE = Path("ecom_pipeline/lake/layout.py")
+
+
+def layout_spellings(source: str) -> list[tuple[int, str]]:
+    """(line, text) of each string constant and f-string part that spells a lake path.
+
+    Docstrings and other bare string statements are documentation, not keys: not counted.
+    """
+    tree = ast.parse(source)
+    documentation = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    }
+    return sorted(
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in documentation
+        and LAYOUT_SPELLING.search(node.value)
+    )
+
+
+def test_the_guard_sees_constants_and_f_string_parts_not_docstrings() -> None:
+    source = '''
+"""Keys like raw/{dataset}/dt=D/ are documented here."""
+A = "quarantine/"
+def f(d):
+    """Writes _runs/dt=…/x.json."""
+    return f"gold/{d}/month={d}/x" + "draw/" + "task_runs" + "last_dt=" + "_locks"
+'''
+    assert [line for line, _ in layout_spellings(source)] == [3, 6, 6, 6]
+
+
+def test_no_module_but_the_layout_spells_a_lake_path() -> None:
+    offenders = []
+    for package in GUARDED:
+        for path in sorted((REPO / package).rglob("*.py")):
+            relative = path.relative_to(REPO)
+            if relative == LAYOUT_MODULE:
+                continue
+            for line, text in layout_spellings(path.read_text(encoding="utf-8")):
+                offenders.append(f"{relative}:{line}: {text!r}")
+    assert not offenders, "build lake keys with ecom_pipeline.lake.layout:\n" + "\n".join(offenders)
