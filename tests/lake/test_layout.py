@@ -259,3 +259,28 @@ def test_no_module_but_the_layout_spells_a_lake_path() -> None:
             for line, text in layout_spellings(path.read_text(encoding="utf-8")):
                 offenders.append(f"{relative}:{line}: {text!r}")
     assert not offenders, "build lake keys with ecom_pipeline.lake.layout:\n" + "\n".join(offenders)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        layout.raw_key("orders", DAY, "orders-0001.csv"),
+        layout.raw_key("unknown_feed", DAY, "x.csv"),
+        "raw/orders/sub/dt=2026-11-21/a.csv",
+        "raw/orders/dt=2026-11-21/sub/a.csv",
+        layout.quarantine_rows_key("orders", DAY, "a.csv"),
+        layout.ledger_key("orders", DAY),
+    ],
+)
+def test_the_s3_trigger_lambda_sees_the_deliveries_the_layout_builds(key: str) -> None:
+    """The Lambda cannot import the package (it ships alone): its own pattern must agree."""
+    from deployments.s3_trigger import RAW_KEY
+
+    match = RAW_KEY.match(key)
+    parsed = parse_key(key)
+    delivery = parsed if parsed is not None and parsed.kind == "raw" else None
+    assert (match is None) == (delivery is None)
+    if match and delivery:
+        assert match["dataset"] == delivery.dataset
+        assert date.fromisoformat(match["day"]) == delivery.day
+        assert match["file"] == delivery.name
