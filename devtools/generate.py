@@ -83,6 +83,7 @@ from ecom_pipeline.contracts.datasets import (
     Dataset,
 )
 from ecom_pipeline.errors import ConfigurationError
+from ecom_pipeline.lake import layout
 
 if TYPE_CHECKING:
     from ecom_pipeline.lake.storage import Lake
@@ -107,7 +108,7 @@ class RawFile:
     @property
     def key(self) -> str:
         """The file's lake key: ``raw/{dataset}/dt=YYYY-MM-DD/{name}``."""
-        return f"raw/{self.dataset}/dt={self.day:%Y-%m-%d}/{self.name}"
+        return layout.raw_key(self.dataset, self.day, self.name)
 
 
 #: Most employees a snapshot can hold with unique ``(first_name, last_name, age)`` keys.
@@ -1258,7 +1259,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m devtools.generate",
-        description="Write realistic raw CSV exports (SPEC §3) under raw/ of the configured lake.",
+        description=(
+            f"Write realistic raw CSV exports (SPEC §3) under {layout.RAW_PREFIX} of the "
+            "configured lake."
+        ),
     )
     parser.add_argument("--start-date", type=iso_date, required=True, help="first day, YYYY-MM-DD")
     parser.add_argument("--days", type=int, default=1, help="number of days (default 1)")
@@ -1279,7 +1283,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             keys = write_raw_files(lake, generate_day(day, config, first_day=args.start_date))
             print(f"{day}: {len(keys)} file(s) in {time.perf_counter() - started:.1f} s")
-        print(f"raw files under {lake.uri('raw')}")
+        print(f"raw files under {lake.uri(layout.RAW)}")
         return 0
 
     return run_command("generate", generate)

@@ -1,20 +1,61 @@
-"""Every error the pipeline raises on purpose; each message names what, where, expected, found."""
+"""Every error the pipeline raises on purpose; each message names what, where, expected, found.
+
+All of them are here, whatever layer raises them, so that what is retried is decided in one
+place: a `PipelineError` is deterministic (retrying repeats it) unless its class says
+``transient = True`` (contention that a later attempt can win). See `is_transient`.
+"""
 
 from __future__ import annotations
 
 import errno
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 
 class PipelineError(Exception):
     """Base class: a failure the pipeline explains itself (the CLI prints it without a trace)."""
 
+    #: True when a later attempt of the same work can succeed (contention, never bad input).
+    transient: ClassVar[bool] = False
 
+
+# -- configuration ------------------------------------------------------------------------
 class ConfigurationError(PipelineError):
     """A setting is missing or invalid; raised at start-up, before any work."""
 
 
+# -- the lake -----------------------------------------------------------------------------
+class LakeKeyError(PipelineError):
+    """A key that would leave the lake root or is not a plain relative path.
+
+    ``reason`` says what is wrong without the key; the message names the key, escaped.
+    """
+
+    def __init__(self, key: str, reason: str = "invalid: not a plain relative path") -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"lake key {printable(key)!r}: {reason}")
+
+
+class LockTimeoutError(PipelineError):
+    """The lock stayed held by another run for longer than we are willing to wait.
+
+    Not transient: the wait (3 h by default) already was the retry; another attempt would wait
+    as long again behind a holder that is alive and renewing its lease.
+    """
+
+
+class LockLostError(PipelineError):
+    """The holder could not renew its lease in time: another run may have taken the lock.
+
+    Transient: a renewal missed through a storage hiccup or a paused process; doing the locked
+    work again under a fresh lock rebuilds it from silver.
+    """
+
+    transient = True
+
+
+# -- input files and row accounting -------------------------------------------------------
 class BadFileError(PipelineError):
     """A whole input file is unusable: it is quarantined and the run fails at the end.
 
@@ -48,10 +89,35 @@ class QuarantineThresholdError(PipelineError):
     """A dataset's share of quarantined rows exceeded the configured threshold."""
 
 
+# -- silver -------------------------------------------------------------------------------
+class PartitionValueError(PipelineError):
+    """A partition value that cannot safely name a folder."""
+
+
 class CommitConflictError(PipelineError):
-    """Other writers kept committing to a silver table first, too many times in a row."""
+    """Other writers kept committing to a silver table first, too many times in a row.
+
+    Transient: contention between concurrent runs (a parallel backfill); the merge is
+    idempotent, so the task is retried later, once the other writers are done.
+    """
+
+    transient = True
 
 
+class LegacySilverError(PipelineError):
+    """Silver is still in the snapshot format of earlier versions."""
+
+
+class MigrationError(PipelineError):
+    """A silver folder that cannot be converted as it is."""
+
+
+# -- the warehouse ------------------------------------------------------------------------
+class WarehouseLoadError(PipelineError):
+    """Staged rows are not a valid replacement of the months (a bug upstream); nothing changed."""
+
+
+# -- the run ------------------------------------------------------------------------------
 class RunFailedError(PipelineError):
     """The run wrote what was valid but must end failed; the message lists every reason."""
 
@@ -101,18 +167,21 @@ _TRANSIENT_ERRNOS = frozenset(
 def is_transient(exc: BaseException) -> bool:
     """True only for failures that retrying can cure: the network (refused, reset, timed out,
     unreachable, DNS "try again"), AWS throttling and 5xx answers (boto3 or Arrow's S3), and a
-    lost or unavailable database connection. Everything else is deterministic: bad input
-    (`PipelineError`), a full disk, a permission, a parse error, a bug — retrying repeats it.
+    lost or unavailable database connection, and the few `PipelineError` classes marked
+    ``transient`` (contention: `CommitConflictError`, `LockLostError`). Everything else is
+    deterministic: bad input or configuration (every other `PipelineError`), a full disk, a
+    permission, a parse error, a bug — retrying repeats it.
 
     The exception's causes are followed: a wrapper raised ``from`` a connection error is
-    transient too.
+    transient too, but a `PipelineError` decides for itself (a bad file stays bad even when
+    its read was cut short).
     """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, PipelineError):
-            return False
+            return current.transient
         if _transient_itself(current):
             return True
         current = current.__cause__ or current.__context__

@@ -9,15 +9,14 @@ from prefect import flow, get_run_logger
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.gold.build import gold_key
-from ecom_pipeline.gold.tables import GOLD_TABLES, MONTH
-from ecom_pipeline.lake.retention import Cutoffs, expired_keys
+from ecom_pipeline.gold.tables import GOLD_TABLES
+from ecom_pipeline.lake import layout
+from ecom_pipeline.lake.retention import Cutoffs, expired_keys, gold_months
 from ecom_pipeline.run.resources import Resources, build_resources
 from ecom_pipeline.settings import load_settings
 from ecom_pipeline.silver.store import SilverStore
 from flows.alerts import report_outcome
 from tasks.policy import pipeline_task
-
-DATE_PARTITIONS = {Dataset.ORDERS: "order_date", Dataset.PAYMENTS: "payment_date"}
 
 
 @dataclass
@@ -42,7 +41,7 @@ def expire_silver(resources: Resources, dataset: Dataset, cutoff: date, run_id: 
     """Delete date partitions older than the cutoff (one Delta commit), then vacuum: files no
     version of the last week needs go, and the log is checkpointed and trimmed to 30 days."""
     store = SilverStore(resources.lake, SPECS[dataset])
-    column = DATE_PARTITIONS.get(dataset)
+    column = SPECS[dataset].date_column
     dropped = store.expire_before(column, cutoff, run_id) if column is not None else []
     store.vacuum()
     return len(dropped)
@@ -56,8 +55,7 @@ def expire_gold(resources: Resources, cutoff_month: str) -> int:
     warehouse = resources.warehouse()
     try:
         for table in GOLD_TABLES:
-            prefix = f"gold/{table.name}/{MONTH}="
-            months = {o.key[len(prefix) :].split("/", 1)[0] for o in lake.list(prefix)}
+            months = gold_months(o.key for o in lake.list(layout.gold_month_prefix(table.name)))
             old = sorted(m for m in months if m < cutoff_month)
             lake.delete(gold_key(table, m) for m in old)
             deleted += warehouse.delete_months_before(table, cutoff_month)
@@ -92,11 +90,13 @@ def retention(today: date | None = None) -> RetentionSummary:
     cutoffs = Cutoffs.for_day(day)
     run_id = f"retention-{day.isoformat()}"
     summary = RetentionSummary()
-    summary.deleted["raw"] = expire_files(resources, "raw/", cutoffs.bronze)
-    summary.deleted["quarantine"] = expire_files(resources, "quarantine/", cutoffs.quarantine)
-    summary.deleted["_runs"] = expire_files(resources, "_runs/", cutoffs.run_records)
+    summary.deleted[layout.RAW] = expire_files(resources, layout.RAW_PREFIX, cutoffs.bronze)
+    summary.deleted[layout.QUARANTINE] = expire_files(
+        resources, layout.QUARANTINE_PREFIX, cutoffs.quarantine
+    )
+    summary.deleted[layout.RUNS] = expire_files(resources, layout.RUNS_PREFIX, cutoffs.run_records)
     for dataset in Dataset:
-        summary.deleted[f"processed/{dataset} partitions"] = expire_silver(
+        summary.deleted[f"{layout.silver_root(dataset)} partitions"] = expire_silver(
             resources, dataset, cutoffs.silver, run_id
         )
     summary.deleted["gold rows"] = expire_gold(resources, cutoffs.gold_month)

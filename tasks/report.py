@@ -8,6 +8,7 @@ from urllib.parse import quote
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from ecom_pipeline.lake import layout
 from ecom_pipeline.run.notifier import Alert
 from ecom_pipeline.run.report import RunReport, run_metrics
 from ecom_pipeline.run.resources import Resources
@@ -60,7 +61,7 @@ def publish_report(resources: Resources, report: RunReport) -> str:
     for name, dataset in sorted(report.datasets.items()):
         failed = any(f.status == "failed" for f in dataset.files)
         if dataset.total("rows_quarantined") or failed:
-            folder = f"quarantine/{name}/dt={day}/"
+            folder = layout.quarantine_folder(name, report.run_date)
             create_link_artifact(
                 key=f"{ARTIFACT_KEY}-quarantine-{name}",
                 link=browser_link(resources, folder),

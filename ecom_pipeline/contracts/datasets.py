@@ -58,6 +58,9 @@ class DatasetSpec:
         version_column: the column whose latest value wins among duplicates, or None when the
             last row seen wins (employees).
         partition_by: hive partition columns of the silver layer (SPEC §4).
+        date_column: the date partition a row is dated by: silver retention expires rows by
+            it and gold rebuilds the days it names; None when rows are not dated (customers,
+            employees are kept whole).
     """
 
     name: Dataset
@@ -65,6 +68,14 @@ class DatasetSpec:
     key: tuple[str, ...]
     version_column: str | None
     partition_by: tuple[str, ...]
+    date_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.date_column is not None and self.date_column not in self.partition_by:
+            raise ValueError(
+                f"{self.name}: date_column {self.date_column!r} must be one of the partition "
+                f"columns {self.partition_by}"
+            )
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -124,6 +135,7 @@ SPECS: dict[Dataset, DatasetSpec] = {
         version_column="updated_at",
         # customer_region is not a source column: silver adds it from the customer.
         partition_by=("order_date", "customer_region"),
+        date_column="order_date",
     ),
     Dataset.PAYMENTS: DatasetSpec(
         name=Dataset.PAYMENTS,
@@ -139,6 +151,7 @@ SPECS: dict[Dataset, DatasetSpec] = {
         key=("payment_id",),
         version_column="updated_at",
         partition_by=("payment_date",),
+        date_column="payment_date",
     ),
     Dataset.EMPLOYEES: DatasetSpec(
         name=Dataset.EMPLOYEES,

@@ -20,10 +20,10 @@ from ecom_pipeline.gold import aggregates as gold
 from ecom_pipeline.gold.tables import (
     DAILY_PAYMENTS,
     DAILY_REVENUE,
-    MONTH,
     MONTHLY_CUSTOMERS,
     GoldTable,
 )
+from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.silver.partitioning import parse_partition_path
 from ecom_pipeline.silver.store import SilverSnapshot, SilverStore
@@ -50,7 +50,8 @@ class GoldMonth:
 
 
 def gold_key(table: GoldTable, month: str) -> str:
-    return f"gold/{table.name}/{MONTH}={month}/{table.name}.parquet"
+    """The lake key of ``table``'s file for ``month`` (see `layout.gold_key`)."""
+    return layout.gold_key(table.name, month)
 
 
 def read_gold_month(lake: Lake, table: GoldTable, month: str) -> pa.Table:
@@ -58,6 +59,13 @@ def read_gold_month(lake: Lake, table: GoldTable, month: str) -> pa.Table:
         return lake.read_parquet([gold_key(table, month)]).cast(table.schema)
     except FileNotFoundError:
         return table.schema.empty_table()
+
+
+def _date_column(dataset: Dataset) -> str:
+    """The date partition ``dataset``'s rows are dated by (`DatasetSpec.date_column`)."""
+    column = SPECS[dataset].date_column
+    assert column is not None, f"{dataset} rows are not dated"
+    return column
 
 
 def _partitions_where(
@@ -87,10 +95,11 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
     Silver is read from one Delta version, a partition at a time (pruned from the log), so
     memory holds one partition's few columns, not the days.
     """
-    dataset, date_column, build = {
-        DAILY_REVENUE.name: (Dataset.ORDERS, "order_date", _daily_revenue_of),
-        DAILY_PAYMENTS.name: (Dataset.PAYMENTS, "payment_date", _daily_payments_of),
+    dataset, build = {
+        DAILY_REVENUE.name: (Dataset.ORDERS, _daily_revenue_of),
+        DAILY_PAYMENTS.name: (Dataset.PAYMENTS, _daily_payments_of),
     }[table.name]
+    date_column = _date_column(dataset)  # also the day column of the gold table
     snapshot = SilverStore(lake, SPECS[dataset]).current()  # one version for the whole rebuild
     by_month: dict[str, set[date]] = {}
     for day in days:
@@ -134,10 +143,11 @@ def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:
         columns=["customer_id", "customer_region", "signup_date"]
     )
     snapshot = SilverStore(lake, SPECS[Dataset.ORDERS]).current()  # one version throughout
+    order_date = _date_column(Dataset.ORDERS)
     result = []
     for month in sorted(set(months)):
         activity = gold.ActivityTotal()
-        for partition in _partitions_where(snapshot, "order_date", _in_month(month)):
+        for partition in _partitions_where(snapshot, order_date, _in_month(month)):
             activity.add(snapshot.read([partition], columns=ORDER_COLUMNS))
         rows = gold.monthly_customers(month, customers, activity.result())
         key = gold_key(MONTHLY_CUSTOMERS, month)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
-from ecom_pipeline.errors import BadFileError
-from ecom_pipeline.lake.storage import Lake, LakeKeyError, LakeObject, check_key
+from ecom_pipeline.errors import BadFileError, LakeKeyError
+from ecom_pipeline.lake import layout
+from ecom_pipeline.lake.storage import Lake, LakeObject, check_key
 
-RAW_PREFIX = "raw/"
 #: Pseudo-dataset under which files of unknown dataset folders are quarantined.
 UNKNOWN_DATASET = "_unknown"
 #: Names upstream tools give files still being written; never read as deliveries.
@@ -47,10 +47,6 @@ class RawInput:
     @property
     def name(self) -> str:
         return self.key.rsplit("/", 1)[-1]
-
-
-def day_folder(dataset: str, day: date) -> str:
-    return f"{RAW_PREFIX}{dataset}/dt={day.isoformat()}/"
 
 
 @dataclass(frozen=True)
@@ -89,7 +85,7 @@ def discover(lake: Lake, day: date) -> DayListing:
     stray object cannot stop the day.
     """
     listing = DayListing()
-    for item in lake.list(RAW_PREFIX):
+    for item in lake.list(layout.RAW_PREFIX):
         verdict = classify(item, day)
         if verdict is None:
             continue
@@ -104,9 +100,9 @@ def discover(lake: Lake, day: date) -> DayListing:
 def classify(item: LakeObject, day: date) -> str | Unread | None:
     """What to do with one object under ``raw/``: None when it belongs to no folder of ``day``,
     its dataset folder when it is a file to read, else why it is not read."""
-    parts = item.key[len(RAW_PREFIX) :].split("/")
-    marker = f"dt={day.isoformat()}"
-    if not item.key.startswith(RAW_PREFIX):
+    parts = layout.raw_parts(item.key)
+    marker = layout.day_segment(day)
+    if parts is None:
         return None
     if item.link and len(parts) == 1:  # a linked dataset folder hides every day behind it
         folder = parts[0] if is_plain_key(parts[0]) else UNKNOWN_DATASET
@@ -134,7 +130,9 @@ def classify(item: LakeObject, day: date) -> str | Unread | None:
             rejected=True,
         )
     if at != 1:
-        return unread(f"not directly under raw/{{dataset}}/{marker}/", rejected=False)
+        return unread(
+            f"not directly under {layout.RAW_PREFIX}{{dataset}}/{marker}/", rejected=False
+        )
     if item.link:
         return unread("a symbolic link: the lake does not follow links", rejected=True)
     if not name:
@@ -147,7 +145,7 @@ def classify(item: LakeObject, day: date) -> str | Unread | None:
     if name[0].startswith(TEMPORARY_NAME_PREFIX):
         return unread("a temporary name (an upload still in progress?)", rejected=False)
     if not name[0].lower().endswith(".csv"):
-        return unread("not a .csv file (deliveries are raw/{dataset}/dt=D/*.csv)", rejected=False)
+        return unread(f"not a .csv file (deliveries are {layout.RAW_DELIVERIES})", rejected=False)
     return folder
 
 
@@ -190,13 +188,9 @@ def is_known_dataset(name: str) -> bool:
 
 
 # -- the ledger of ingested files ---------------------------------------------------------
-def ledger_key(dataset: str, day: date) -> str:
-    return f"_runs/ledger/{dataset}/dt={day.isoformat()}.json"
-
-
 def read_ledger(lake: Lake, dataset: str, day: date) -> dict[str, dict[str, str]]:
     try:
-        document: dict[str, dict[str, str]] = lake.read_json(ledger_key(dataset, day))
+        document: dict[str, dict[str, str]] = lake.read_json(layout.ledger_key(dataset, day))
     except FileNotFoundError:
         return {}
     return document
@@ -217,7 +211,7 @@ def record_ingested(
     now = datetime.now(UTC).isoformat()
     for item in items:
         ledger[item.key] = {"sha256": item.sha256, "run_id": run_id, "ingested_at": now}
-    lake.write_json(ledger_key(dataset, day), ledger)
+    lake.write_json(layout.ledger_key(dataset, day), ledger)
 
 
 # -- whole-file quarantine ----------------------------------------------------------------
@@ -234,11 +228,11 @@ def quarantine_whole_file(
     known = is_known_dataset(item.dataset)
     dataset = item.dataset if known else UNKNOWN_DATASET
     name = item.name if known else f"{item.dataset}-{item.name}"
-    copy_key = f"quarantine/{dataset}/dt={item.day.isoformat()}/files/{name}"
+    copy_key = layout.quarantine_file_key(dataset, item.day, name)
     copied = readable and known and not SPECS[Dataset(item.dataset)].pii_columns
     if copied:
         lake.copy(item.key, copy_key)  # never whole in memory: raw files can be large
-    record_key = f"{copy_key}.reason.json"
+    record_key = layout.quarantine_reason_key(copy_key)
     lake.write_json(
         record_key,
         {

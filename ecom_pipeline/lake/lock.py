@@ -35,7 +35,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ecom_pipeline.errors import PipelineError
+from ecom_pipeline.errors import LockLostError, LockTimeoutError
+from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.storage import Lake
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,6 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_GRACE = timedelta(seconds=5)
 #: A waiting run repeats what it waits for this often.
 WAIT_LOG_INTERVAL = timedelta(minutes=1)
-
-
-class LockTimeoutError(PipelineError):
-    """The lock stayed held by another run for longer than we are willing to wait."""
-
-
-class LockLostError(PipelineError):
-    """The holder could not renew its lease in time: another run may have taken the lock."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +66,7 @@ def _generation_key(prefix: str, generation: int, suffix: str = "") -> str:
 
 def read_lock_state(lake: Lake, name: str) -> LockState | None:
     """The newest generation of lock ``name``, or None if it was never taken."""
-    prefix = f"_locks/{name}/"
+    prefix = layout.lock_prefix(name)
     objects = [o.key[len(prefix) :] for o in lake.list(prefix)]
     generations = sorted({int(k[:12]) for k in objects if k[:12].isdigit()})
     if not generations:
@@ -100,7 +93,7 @@ class _Lease:
 
     def __init__(self, lake: Lake, name: str, generation: int, lease: timedelta) -> None:
         self.lake = lake
-        self.prefix = f"_locks/{name}/"
+        self.prefix = layout.lock_prefix(name)
         self.generation = generation
         self.lease = lease
         self.expires_at = datetime.now(UTC) + lease
@@ -194,8 +187,8 @@ def lake_lock(
     Yields:
         The generation this holder took.
     """
-    prefix = f"_locks/{name}/"
-    where = lake.uri(f"_locks/{name}")
+    prefix = layout.lock_prefix(name)
+    where = lake.uri(layout.lock_folder(name))
     who = holder or _describe_holder()
     token = uuid.uuid4().hex
     started = time.monotonic()

@@ -7,17 +7,17 @@ backfill that re-delivers old files does not make them young.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+
+from ecom_pipeline.lake.layout import day_in_key, parse_key
 
 BRONZE_DAYS = 30
 SILVER_DAYS = 365
 QUARANTINE_DAYS = 365
 RUN_RECORD_DAYS = 365
 GOLD_YEARS = 5
-
-_DT = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})(/|\.json$)")
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,11 @@ class Cutoffs:
         )
 
 
-def day_in_key(key: str) -> date | None:
-    """The ``dt=`` day a key belongs to, if it has one."""
-    match = _DT.search(key)
-    return date.fromisoformat(match.group(1)) if match else None
-
-
 def expired_keys(keys: list[str], cutoff: date) -> list[str]:
     """Keys whose ``dt=`` day is before the cutoff (keys without a day are kept)."""
     return [k for k in keys if (day := day_in_key(k)) is not None and day < cutoff]
+
+
+def gold_months(keys: Iterable[str]) -> set[str]:
+    """The months of the gold month files among ``keys`` (other keys are ignored)."""
+    return {k.month for k in map(parse_key, keys) if k is not None and k.kind == "gold"}

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ecom_pipeline.errors import ConfigurationError, PipelineError, printable
+from ecom_pipeline.errors import ConfigurationError, LakeKeyError
 
 #: Silver and gold files: zstd, and row groups large enough for analytics.
 PARQUET_COMPRESSION = "zstd"
@@ -58,18 +58,6 @@ class LakeObject:
     size: int
     modified: datetime
     link: bool = False
-
-
-class LakeKeyError(PipelineError):
-    """A key that would leave the lake root or is not a plain relative path.
-
-    ``reason`` says what is wrong without the key; the message names the key, escaped.
-    """
-
-    def __init__(self, key: str, reason: str = "invalid: not a plain relative path") -> None:
-        self.key = key
-        self.reason = reason
-        super().__init__(f"lake key {printable(key)!r}: {reason}")
 
 
 def check_key(key: str) -> str:

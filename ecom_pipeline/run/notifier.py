@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 from botocore.parsers import ResponseParserError
 
+from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.storage import Lake
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class LakeNotifier:
         log.log(level, "%s\n%s", alert.subject, alert.text())
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         try:
-            self.lake.write_json(f"_runs/alerts/{stamp}-{alert.kind}.json", asdict(alert))
+            self.lake.write_json(layout.alert_key(stamp, alert.kind), asdict(alert))
         except Exception:  # the alert is in the log above; a lake outage must not lose it
             log.exception(
                 "could not write the %s alert to the lake (it is logged above)", alert.kind

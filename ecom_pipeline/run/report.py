@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from ecom_pipeline.errors import printable
+from ecom_pipeline.lake import layout
 from ecom_pipeline.run.metrics import Metric
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class RunReport:
 
     @property
     def manifest_key(self) -> str:
-        return f"_runs/dt={self.run_date.isoformat()}/{self.run_id}.json"
+        return layout.manifest_key(self.run_date, self.run_id)
 
     @property
     def succeeded(self) -> bool:
@@ -272,7 +273,7 @@ def run_failures(report: RunReport, threshold_for: Callable[[str], float]) -> li
         if share > threshold:
             failures.append(
                 f"{name}: {share:.1%} of rows quarantined, over the {threshold:.1%} "
-                f"threshold (see quarantine/{name}/dt={report.run_date.isoformat()}/)"
+                f"threshold (see {layout.quarantine_folder(name, report.run_date)})"
             )
     return failures
 

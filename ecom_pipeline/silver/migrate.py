@@ -19,7 +19,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
-from ecom_pipeline.errors import PipelineError
+from ecom_pipeline.errors import MigrationError
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.silver.store import TABLE_CONFIGURATION, WRITER_PROPERTIES, SilverStore
 
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 
 #: Commit metadata key naming the snapshot version a table was converted from.
 MIGRATED_FROM = "ecom.migrated_from_snapshot"
-
-
-class MigrationError(PipelineError):
-    """A silver folder that cannot be converted as it is."""
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecom_pipeline.contracts.datasets import DatasetSpec
-from ecom_pipeline.errors import PipelineError
+from ecom_pipeline.errors import PartitionValueError
 
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 #: Separates key columns in a combined key (a control character no value contains).
 KEY_SEPARATOR = "\x1f"
-
-
-class PartitionValueError(PipelineError):
-    """A partition value that cannot safely name a folder."""
 
 
 def check_partition_value(column: str, value: str) -> str:

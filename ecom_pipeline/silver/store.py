@@ -42,7 +42,8 @@ from ecom_pipeline.contracts.datasets import (
     DatasetSpec,
     silver_schema,
 )
-from ecom_pipeline.errors import CommitConflictError, PipelineError
+from ecom_pipeline.errors import CommitConflictError, LegacySilverError
+from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.failpoints import failpoint
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.silver.dedup import precedence_columns, winners_mask
@@ -74,10 +75,6 @@ TABLE_CONFIGURATION = {
 WRITER_PROPERTIES = WriterProperties(compression="ZSTD")
 #: Application transaction id of silver merges (see `SilverStore._merge_commit`).
 MERGE_APP_ID = "ecom-pipeline-silver-merge"
-
-
-class LegacySilverError(PipelineError):
-    """Silver is still in the snapshot format of earlier versions."""
 
 
 @dataclass
@@ -175,7 +172,7 @@ class SilverStore:
         self.lake = lake
         self.spec = spec
         self.schema = silver_schema(spec)
-        self.root = f"processed/{spec.name}"
+        self.root = layout.silver_root(spec.name)
         self.uri = lake.table_uri(self.root)
         self.storage_options = lake.delta_storage_options()
 

@@ -23,6 +23,7 @@ from ecom_pipeline.contracts.datasets import (
 )
 from ecom_pipeline.contracts.validation import ValidatedFile
 from ecom_pipeline.gold.aggregates import month_of
+from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.run.report import FileAccount
 from ecom_pipeline.silver.partitioning import parse_partition_path
@@ -52,16 +53,11 @@ class SilverOutcome:
     gold_months: list[str] = field(default_factory=list)
 
 
-def quarantine_key(dataset: str, day: date, source: str) -> str:
-    """Quarantined rows of one input file; re-running the file replaces them."""
-    name = source.rsplit("/", 1)[-1]
-    return f"quarantine/{dataset}/dt={day.isoformat()}/{name}.parquet"
-
-
 def write_quarantine(lake: Lake, dataset: str, day: date, validated: ValidatedFile) -> str | None:
+    """Write the quarantined rows of one input file; re-running the file replaces them."""
     if validated.quarantine.num_rows == 0:
         return None
-    key = quarantine_key(dataset, day, validated.source)
+    key = layout.quarantine_rows_key(dataset, day, validated.source)
     lake.write_parquet(key, validated.quarantine)
     return key
 
@@ -174,7 +170,7 @@ def _plan_gold(outcome: SilverOutcome, spec: DatasetSpec, validated: list[Valida
             months.update(pc.unique(month_of(table.column("signup_date"))).to_pylist())
         outcome.gold_months = sorted(months)
         return
-    date_column = {Dataset.ORDERS: "order_date", Dataset.PAYMENTS: "payment_date"}.get(spec.name)
+    date_column = spec.date_column
     if date_column is None:
         return
     days = {date.fromisoformat(parse_partition_path(p)[date_column]) for p in outcome.touched}

@@ -1,5 +1,6 @@
 """The warehouse (SPEC §6): gold tables loaded into DuckDB, PostgreSQL or Redshift.
 
 Owns the engine adapter with its one-transaction-per-table load (``engine``) and the SQL it
-speaks per dialect (``sql``). May import ``gold.tables``, ``settings`` and ``errors``.
+speaks per dialect (``sql``). May import ``gold.tables``, ``lake.layout`` (the gold file
+keys), ``settings`` and ``errors``.
 """

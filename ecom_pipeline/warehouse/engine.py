@@ -38,8 +38,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
-from ecom_pipeline.errors import ConfigurationError, PipelineError
+from ecom_pipeline.errors import ConfigurationError, WarehouseLoadError
 from ecom_pipeline.gold.tables import LOADED_AT, MONTH, GoldTable
+from ecom_pipeline.lake import layout
 from ecom_pipeline.settings import Settings
 from ecom_pipeline.warehouse import sql as q
 
@@ -76,12 +77,7 @@ DEAD_PEER_DETECTION: dict[str, dict[str, Any]] = {
 MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 #: ``_loaded_at`` as `Warehouse.read_table` returns it (stored as a UTC TIMESTAMP).
 LOADED_AT_TYPE = pa.timestamp("us", tz="UTC")
-_S3_MONTH_SEGMENT = re.compile(r"/month=(\d{4}-\d{2})/")
 _COPY_BATCH_ROWS = 50_000
-
-
-class WarehouseLoadError(PipelineError):
-    """Staged rows are not a valid replacement of the months (a bug upstream); nothing changed."""
 
 
 @dataclass(frozen=True)
@@ -221,12 +217,11 @@ class RedshiftStrategy(LoadStrategy):
             )
         statements = []
         for uri in load.source_uris:
-            match = _S3_MONTH_SEGMENT.search(uri)
-            if match is None or match.group(1) not in load.months:
+            if layout.month_in_uri(uri) not in load.months:
                 raise ValueError(
                     f"{load.table.name}: source URI {uri!r} is not the file of one of the months "
                     f"being replaced ({', '.join(load.months)}); expected "
-                    f".../gold/{load.table.name}/month=YYYY-MM/{load.table.name}.parquet"
+                    f".../{layout.gold_key(load.table.name, 'YYYY-MM')}"
                 )
             statements.append(q.redshift_copy_sql(load.dialect, load.staging, uri, self.iam_role))
         return statements

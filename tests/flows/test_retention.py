@@ -9,7 +9,8 @@ import pytest
 
 from devtools.generate import GeneratorConfig, generate_day, write_raw_files
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
-from ecom_pipeline.lake.retention import Cutoffs, day_in_key, expired_keys
+from ecom_pipeline.lake.layout import day_in_key
+from ecom_pipeline.lake.retention import Cutoffs, expired_keys
 from ecom_pipeline.lake.storage import LocalLake
 from ecom_pipeline.settings import load_settings
 from ecom_pipeline.silver.store import SilverStore

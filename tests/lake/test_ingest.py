@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ecom_pipeline.errors import BadFileError
+from ecom_pipeline.errors import BadFileError, LakeKeyError
 from ecom_pipeline.lake import intake as ingest
-from ecom_pipeline.lake.storage import Lake, LakeKeyError, LocalLake, S3Lake
+from ecom_pipeline.lake.storage import Lake, LocalLake, S3Lake
 
 DAY = date(2026, 11, 21)
 DT = f"dt={DAY.isoformat()}"

@@ -15,14 +15,10 @@ import pyarrow as pa
 import pytest
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset, silver_schema
+from ecom_pipeline.errors import LockTimeoutError
 from ecom_pipeline.gold.build import read_gold_month, rebuild_daily
 from ecom_pipeline.gold.tables import DAILY_REVENUE
-from ecom_pipeline.lake.lock import (
-    CLOCK_SKEW_GRACE,
-    LockTimeoutError,
-    lake_lock,
-    read_lock_state,
-)
+from ecom_pipeline.lake.lock import CLOCK_SKEW_GRACE, lake_lock, read_lock_state
 from ecom_pipeline.lake.storage import Lake, LocalLake, S3Lake
 from ecom_pipeline.silver.store import SilverStore
 

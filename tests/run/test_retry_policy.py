@@ -4,7 +4,9 @@ and once through a real Prefect task run."""
 from __future__ import annotations
 
 import errno
+import importlib
 import io
+import pkgutil
 import socket
 from collections.abc import Callable
 
@@ -17,7 +19,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from prefect.states import Failed
 
-from ecom_pipeline.errors import BadFileError, is_transient
+import ecom_pipeline
+from ecom_pipeline import errors
+from ecom_pipeline.errors import BadFileError, PipelineError, is_transient
 from tasks.policy import pipeline_task, retry_unless_deterministic
 from tests.conftest import BUCKET, free_port
 
@@ -153,3 +157,62 @@ def test_a_task_retries_a_refused_connection_but_not_a_full_disk() -> None:
         flaky("disk")
     assert calls.count("network") == 4  # the first try and three retries
     assert calls.count("disk") == 1
+
+
+def _pipeline_error_classes() -> list[type[PipelineError]]:
+    """PipelineError and every subclass, after importing every module of the package (so a
+    class defined anywhere is found)."""
+    for module in pkgutil.walk_packages(ecom_pipeline.__path__, "ecom_pipeline."):
+        importlib.import_module(module.name)
+    found: list[type[PipelineError]] = []
+    pending: list[type[PipelineError]] = [PipelineError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return sorted(found, key=lambda c: c.__name__)
+
+
+ERROR_CLASSES = _pipeline_error_classes()
+#: Contention only: another attempt, later, can win. Everything else is bad input, bad
+#: configuration or a bug, and retrying it repeats it.
+TRANSIENT = {errors.CommitConflictError, errors.LockLostError}
+EXAMPLES: dict[type[PipelineError], PipelineError] = {
+    errors.PipelineError: errors.PipelineError("something the pipeline explains"),
+    errors.ConfigurationError: errors.ConfigurationError("ECOM_LAKE_URI: not a folder or s3://"),
+    errors.LakeKeyError: errors.LakeKeyError("raw/../x.csv"),
+    errors.LockTimeoutError: errors.LockTimeoutError("lock _locks/gold still held"),
+    errors.LockLostError: errors.LockLostError("lock _locks/gold (generation 3): expired"),
+    errors.BadFileError: BadFileError("raw/orders/dt=2026-11-21/a.csv", "not UTF-8"),
+    errors.AccountingError: errors.AccountingError("rows do not balance"),
+    errors.QuarantineThresholdError: errors.QuarantineThresholdError("orders: 9 % quarantined"),
+    errors.PartitionValueError: errors.PartitionValueError("partition value '..'"),
+    errors.CommitConflictError: errors.CommitConflictError("orders: gave up after 12"),
+    errors.LegacySilverError: errors.LegacySilverError("processed/orders is snapshot format"),
+    errors.MigrationError: errors.MigrationError("processed/orders: counts differ"),
+    errors.WarehouseLoadError: errors.WarehouseLoadError("daily_revenue: duplicate keys"),
+    errors.RunFailedError: errors.RunFailedError(["orders: rejected"]),
+}
+
+
+def test_every_pipeline_error_is_defined_in_the_errors_module() -> None:
+    elsewhere = [
+        f"{c.__module__}.{c.__name__}" for c in ERROR_CLASSES if c.__module__ != errors.__name__
+    ]
+    assert not elsewhere
+
+
+@pytest.mark.parametrize("cls", ERROR_CLASSES, ids=lambda c: c.__name__)
+def test_only_contention_is_transient(cls: type[PipelineError]) -> None:
+    assert cls in EXAMPLES, f"{cls.__name__}: add an example and decide whether it is transient"
+    exc = EXAMPLES[cls]
+    assert type(exc) is cls
+    expected = cls in TRANSIENT
+    assert is_transient(exc) is expected
+    assert retry_unless_deterministic(None, None, Failed(data=exc)) is expected  # type: ignore[arg-type]
+    # The class decides, whatever caused it: a network error under a bad file is no reason to
+    # read the file again, and a conflict is contention even when raised from a plain error.
+    try:
+        raise exc from raised(connect_to_closed_port)
+    except PipelineError as chained:
+        assert is_transient(chained) is expected

@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
+from ecom_pipeline.errors import LegacySilverError
 from ecom_pipeline.lake.storage import Lake, LocalLake, open_lake
 from ecom_pipeline.silver.migrate import migrate_lake
-from ecom_pipeline.silver.store import LegacySilverError, SilverStore
+from ecom_pipeline.silver.store import SilverStore
 
 FIXTURE = Path(__file__).parent / "data" / "snapshot_silver"
 

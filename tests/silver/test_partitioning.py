@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
-from ecom_pipeline.silver.partitioning import PartitionValueError, partition_column
+from ecom_pipeline.errors import PartitionValueError
+from ecom_pipeline.silver.partitioning import partition_column
 
 
 def test_partition_column_refuses_a_value_that_cannot_name_a_folder() -> None:

@@ -14,9 +14,10 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset, silver_schema
-from ecom_pipeline.lake.storage import Lake, LakeKeyError, LocalLake, open_lake
+from ecom_pipeline.errors import LakeKeyError, PartitionValueError
+from ecom_pipeline.lake.storage import Lake, LocalLake, open_lake
 from ecom_pipeline.silver.dedup import latest_per_key
-from ecom_pipeline.silver.partitioning import PartitionValueError, partition_path
+from ecom_pipeline.silver.partitioning import partition_path
 from ecom_pipeline.silver.store import ACCOUNTED, COMPACT_MIN_FILES, SilverStore
 
 ORDERS = SPECS[Dataset.ORDERS]

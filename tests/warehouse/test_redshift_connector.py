@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy_redshift.dialect import RedshiftDialect_redshift_connector
 
-from ecom_pipeline.errors import ConfigurationError
+from ecom_pipeline.errors import ConfigurationError, WarehouseLoadError
 from ecom_pipeline.gold.tables import DAILY_REVENUE, LOADED_AT, GoldTable
 from ecom_pipeline.warehouse import sql as q
 from ecom_pipeline.warehouse.engine import (
@@ -35,7 +35,6 @@ from ecom_pipeline.warehouse.engine import (
     RedshiftStrategy,
     StagingLoad,
     Warehouse,
-    WarehouseLoadError,
     sql_text,
 )
 from tests.redshift_proxy import (

@@ -18,14 +18,13 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from ecom_pipeline.errors import ConfigurationError
+from ecom_pipeline.errors import ConfigurationError, WarehouseLoadError
 from ecom_pipeline.gold.tables import DAILY_PAYMENTS, DAILY_REVENUE, LOADED_AT, GoldTable
 from ecom_pipeline.settings import Settings
 from ecom_pipeline.warehouse import sql as q
 from ecom_pipeline.warehouse.engine import (
     LOADED_AT_TYPE,
     Warehouse,
-    WarehouseLoadError,
     open_warehouse,
     read_schema,
     sql_text,
