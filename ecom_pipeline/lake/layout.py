@@ -74,9 +74,13 @@ def parse_day_segment(segment: str) -> date | None:
 
 
 def day_in_key(key: str) -> date | None:
-    """The ``dt=`` day a key belongs to (a day folder, or a ``dt=D.json`` ledger), if any."""
+    """The ``dt=`` day a key belongs to (a day folder, or a ``dt=D.json`` ledger), if any.
+
+    A folder named for a day that does not exist (``dt=2026-02-30``) belongs to none: retention
+    leaves it alone instead of failing on it at every run.
+    """
     match = _DAY_IN_KEY.search(key)
-    return date.fromisoformat(match.group(1)) if match else None
+    return parse_day_segment(f"{DAY_PARTITION}={match.group(1)}") if match else None
 
 
 # -- bronze ---------------------------------------------------------------------------------

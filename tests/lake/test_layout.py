@@ -177,6 +177,7 @@ def test_retention_reads_the_day_every_writer_puts_in_its_keys() -> None:
     assert layout.day_in_key("raw/orders/dt=2026-11-21/sub/a.csv") == DAY
     assert layout.day_in_key(layout.alert_key("20261121T0Z", "sla")) is None
     assert layout.day_in_key(layout.lock_prefix("gold") + "000000000001.json") is None
+    assert layout.day_in_key("raw/orders/dt=2026-02-30/a.csv") is None  # a stray, not a day
 
 
 def test_the_month_of_a_gold_file_is_read_from_its_uri() -> None:
