@@ -74,11 +74,17 @@ def parse_day_segment(segment: str) -> date | None:
 
 
 def day_in_key(key: str) -> date | None:
-    """The ``dt=`` day a key belongs to (a day folder, or a ``dt=D.json`` ledger), if any.
+    """The day a key belongs to: its ``dt=`` folder or ``dt=D.json`` ledger, or an alert's
+    stamp; None for keys without one (locks, silver tables, gold months).
 
     A folder named for a day that does not exist (``dt=2026-02-30``) belongs to none: retention
     leaves it alone instead of failing on it at every run.
     """
+    alerts = f"{RUNS_PREFIX}{_ALERTS}/"
+    if key.startswith(alerts):  # an alert is dated by its stamp, YYYYMMDDTHHMMSS…
+        stamp = key[len(alerts) : len(alerts) + 8]
+        day = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:]}"
+        return parse_day_segment(f"{DAY_PARTITION}={day}") if stamp.isascii() else None
     match = _DAY_IN_KEY.search(key)
     return parse_day_segment(f"{DAY_PARTITION}={match.group(1)}") if match else None
 

@@ -37,7 +37,7 @@ def test_keys_expire_by_their_day_not_their_age_on_disk() -> None:
         "_runs/alerts/20261001T000000Z-failure.json",
     ]
     assert day_in_key(keys[0]) == date(2026, 10, 1)
-    assert expired_keys(keys, date(2026, 10, 23)) == [keys[0], keys[2]]
+    assert expired_keys(keys, date(2026, 10, 23)) == [keys[0], keys[2], keys[3]]
 
 
 @pytest.mark.slow

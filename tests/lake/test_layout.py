@@ -173,9 +173,10 @@ def test_retention_reads_the_day_every_writer_puts_in_its_keys() -> None:
         layout.ledger_key("orders", DAY),
     ]
     assert [layout.day_in_key(k) for k in dated] == [DAY] * len(dated)
-    # a stray nested under the day folder ages with it; alerts and locks carry no day
+    # a stray nested under the day folder ages with it; an alert by its stamp; locks carry no day
     assert layout.day_in_key("raw/orders/dt=2026-11-21/sub/a.csv") == DAY
-    assert layout.day_in_key(layout.alert_key("20261121T0Z", "sla")) is None
+    assert layout.day_in_key(layout.alert_key("20261121T0Z", "sla")) == DAY  # by its stamp
+    assert layout.day_in_key(layout.alert_key("2026x121T0Z", "sla")) is None
     assert layout.day_in_key(layout.lock_prefix("gold") + "000000000001.json") is None
     assert layout.day_in_key("raw/orders/dt=2026-02-30/a.csv") is None  # a stray, not a day
 
