@@ -16,7 +16,7 @@ from ecom_pipeline.run.notifier import Alert
 from ecom_pipeline.run.report import RunReport, run_failures
 from ecom_pipeline.run.resources import build_resources
 from ecom_pipeline.settings import load_settings
-from ecom_pipeline.silver.upsert import GoldPlan
+from ecom_pipeline.silver.upsert import SilverOutcome
 from flows.alerts import report_outcome
 from tasks.gold import build_gold
 from tasks.ingest import ingest_raw_files, record_ingested
@@ -84,7 +84,7 @@ def daily(
     for account in inputs.skipped + inputs.rejected:
         report.dataset(account.dataset).files.append(account)
 
-    plan = GoldPlan()
+    outcomes: dict[Dataset, SilverOutcome] = {}
     # Valid rows wait on local disk between validate and silver: memory holds a batch, not a day.
     with staging_area(settings.scratch_dir, run_id) as staging:
         for dataset in [d for d in PROCESSING_ORDER if d in datasets]:
@@ -97,12 +97,12 @@ def daily(
             report.record_dataset(
                 dataset, validation.accounts + validation.rejected, validation.validated, silver
             )
-            plan.add(dataset, silver)
+            outcomes[dataset] = silver
 
     # Gold month files are read, patched and rewritten: one run at a time per lake.
     with lake_lock(resources.lake, "gold"):
         with report.timed("gold"):
-            months = build_gold(resources, day, plan)
+            months = build_gold(resources, day, outcomes)
         with report.timed("load"):
             loads = load_warehouse(resources, months)
     report.record_gold(months, loads)

@@ -15,17 +15,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_pipeline.contracts.datasets import (
-    SPECS,
-    UNKNOWN_REGION,
-    Dataset,
-    DatasetSpec,
-)
+from ecom_pipeline.contracts.datasets import SPECS, UNKNOWN_REGION, Dataset, DatasetSpec
 from ecom_pipeline.contracts.validation import ValidatedFile
-from ecom_pipeline.gold.aggregates import month_of
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.run.report import FileAccount
-from ecom_pipeline.silver.partitioning import parse_partition_path
 from ecom_pipeline.silver.store import ACCOUNTED, SilverStore
 
 
@@ -39,8 +32,8 @@ class SilverOutcome:
         rewritten: partitions whose content the commit changed.
         version: Delta table version after the step.
         compacted: partitions compacted after the merge (too many small files).
-        gold_days: days whose daily gold rows must be rebuilt.
-        gold_months: months whose monthly gold rows must be rebuilt.
+        dates: per date column of the dataset, the distinct values the run's valid rows carry
+            (what changed, for the layers built on silver: see ``gold.plan``).
     """
 
     accounts: list[FileAccount]
@@ -48,8 +41,7 @@ class SilverOutcome:
     rewritten: list[str] = field(default_factory=list)
     version: int = 0
     compacted: list[str] = field(default_factory=list)
-    gold_days: list[date] = field(default_factory=list)
-    gold_months: list[str] = field(default_factory=list)
+    dates: dict[str, list[date]] = field(default_factory=dict)
 
 
 def quarantine_key(dataset: str, day: date, source: str) -> str:
@@ -113,6 +105,7 @@ def merge_into_silver(
 
     tables = list(_valid_tables(validated))
     incoming = pa.concat_tables(tables) if tables else store.schema.empty_table()
+    dates = _distinct_dates(spec, incoming)
     if dataset == Dataset.ORDERS:
         incoming = _with_regions_and_moves(lake, store, incoming)
     result = store.merge(incoming, run_id)
@@ -126,8 +119,8 @@ def merge_into_silver(
         rewritten=result.rewritten,
         version=result.version,
         compacted=compacted,
+        dates=dates,
     )
-    _plan_gold(outcome, spec, validated)
     return outcome
 
 
@@ -166,34 +159,10 @@ def _with_regions_and_moves(lake: Lake, orders_store: SilverStore, orders: pa.Ta
     return pa.concat_tables(parts)
 
 
-def _plan_gold(outcome: SilverOutcome, spec: DatasetSpec, validated: list[ValidatedFile]) -> None:
-    """Which gold days and months this dataset's changes reach."""
-    if spec.name == Dataset.CUSTOMERS:
-        months: set[str] = set()
-        for table in _valid_tables(validated):
-            months.update(pc.unique(month_of(table.column("signup_date"))).to_pylist())
-        outcome.gold_months = sorted(months)
-        return
-    date_column = {Dataset.ORDERS: "order_date", Dataset.PAYMENTS: "payment_date"}.get(spec.name)
-    if date_column is None:
-        return
-    days = {date.fromisoformat(parse_partition_path(p)[date_column]) for p in outcome.touched}
-    outcome.gold_days = sorted(days)
-    outcome.gold_months = sorted({d.strftime("%Y-%m") for d in days})
-
-
-@dataclass
-class GoldPlan:
-    """The days and months whose gold rows a run must rebuild, gathered dataset by dataset."""
-
-    order_days: set[date] = field(default_factory=set)
-    payment_days: set[date] = field(default_factory=set)
-    customer_months: set[str] = field(default_factory=set)
-
-    def add(self, dataset: Dataset, outcome: SilverOutcome) -> None:
-        if dataset == Dataset.ORDERS:
-            self.order_days.update(outcome.gold_days)
-        elif dataset == Dataset.PAYMENTS:
-            self.payment_days.update(outcome.gold_days)
-        elif dataset == Dataset.CUSTOMERS:
-            self.customer_months.update(outcome.gold_months)
+def _distinct_dates(spec: DatasetSpec, rows: pa.Table) -> dict[str, list[date]]:
+    """The distinct values of each of the spec's date columns in ``rows``, sorted."""
+    return {
+        column.name: sorted(d for d in pc.unique(rows.column(column.name)).to_pylist() if d)
+        for column in spec.columns
+        if column.kind == "date"
+    }
