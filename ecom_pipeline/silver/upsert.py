@@ -8,7 +8,7 @@ holds; orders whose customer was unknown are moved once the customer has arrived
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 import numpy as np
@@ -82,7 +82,7 @@ def merge_into_silver(
     day: date,
     run_id: str,
 ) -> SilverOutcome:
-    """Quarantine bad rows, upsert valid rows, and fill in each file's accounting.
+    """Quarantine bad rows, upsert valid rows, and account for each file's rows.
 
     The upsert is one Delta merge (one commit); the partitions it touched are then compacted
     if they hold many small files (see `SilverStore.compact`).
@@ -91,17 +91,15 @@ def merge_into_silver(
         lake: the lake.
         dataset: the dataset of every file in ``validated``.
         validated: the day's validated files of this dataset (valid rows in memory or staged).
-        accounts: one account per validated file, same order; updated in place.
+        accounts: one account per validated file, same order (returned completed, in the
+            outcome; these are left as they are).
         day: the run's day (names the quarantine folder).
         run_id: lineage and commit attribution.
     """
     spec = SPECS[dataset]
     store = SilverStore(lake, spec)
-    for item, account in zip(validated, accounts, strict=True):
+    for item in validated:
         write_quarantine(lake, dataset, day, item)
-        account.rows_read = item.rows_read
-        account.rows_quarantined = item.quarantine.num_rows
-        account.dropped_columns = item.dropped_columns
 
     tables = list(_valid_tables(validated))
     incoming = pa.concat_tables(tables) if tables else store.schema.empty_table()
@@ -109,19 +107,30 @@ def merge_into_silver(
     if dataset == Dataset.ORDERS:
         incoming = _with_regions_and_moves(lake, store, incoming)
     result = store.merge(incoming, run_id)
-    for item, account in zip(validated, accounts, strict=True):
-        account.rows_written = result.written_by_source.get(item.source, 0)
-        account.rows_superseded = item.valid.num_rows - account.rows_written
     compacted = store.compact(result.rewritten, run_id)
-    outcome = SilverOutcome(
-        accounts,
+    return SilverOutcome(
+        [
+            _accounted(account, item, result.written_by_source.get(item.source, 0))
+            for item, account in zip(validated, accounts, strict=True)
+        ],
         touched=result.touched,
         rewritten=result.rewritten,
         version=result.version,
         compacted=compacted,
         dates=dates,
     )
-    return outcome
+
+
+def _accounted(account: FileAccount, item: ValidatedFile, written: int) -> FileAccount:
+    """The file's account with what became of its rows: read, quarantined, written, superseded."""
+    return replace(
+        account,
+        rows_read=item.rows_read,
+        rows_quarantined=item.quarantine.num_rows,
+        dropped_columns=item.dropped_columns,
+        rows_written=written,
+        rows_superseded=item.valid.num_rows - written,
+    )
 
 
 def _valid_tables(validated: list[ValidatedFile]) -> Iterator[pa.Table]:
