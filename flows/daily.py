@@ -89,7 +89,7 @@ def daily(
         inputs = ingest_raw_files(resources, day, datasets, reprocess, run.run_id)
 
     silver: dict[Dataset, SilverOutcome] = {}
-    processed: list[DatasetReport] = []
+    shares: list[DatasetReport] = []  # each dataset's part of the report
     # Valid rows wait on local disk between validate and silver: memory holds a batch, not a day.
     with staging_area(settings.scratch_dir, run.run_id) as staging:
         for dataset in [d for d in PROCESSING_ORDER if d in datasets]:
@@ -99,7 +99,7 @@ def daily(
             with clock.timed(f"silver-{dataset}"):
                 silver[dataset] = write_silver(resources, dataset, validation, day, run.run_id)
             staging.discard(dataset)  # committed: scratch disk holds one dataset at a time
-            processed.append(dataset_report(dataset, validation, silver[dataset]))
+            shares.append(dataset_report(dataset, validation, silver[dataset]))
 
     # Gold month files are read, patched and rewritten: one run at a time per lake.
     with lake_lock(resources.lake, "gold"):
@@ -107,13 +107,13 @@ def daily(
             months = build_gold(resources, day, silver)
         with clock.timed("load"):
             loads = load_warehouse(resources, months)
-    record_ingested(resources, day, inputs, processed_sources(processed), run.run_id)
+    record_ingested(resources, day, inputs, processed_sources(shares), run.run_id)
 
     report = build_report(
         run,
         day,
         not_processed=inputs.accounts,
-        datasets=processed,
+        datasets=shares,
         gold=months,
         loads=loads,
         seconds=clock.seconds,

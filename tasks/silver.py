@@ -1,4 +1,4 @@
-"""Task: merge a dataset's validated rows into silver and record the files as ingested."""
+"""Task: merge a dataset's validated rows into silver, accounting for every row."""
 
 from __future__ import annotations
 
