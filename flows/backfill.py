@@ -9,8 +9,7 @@ for a re-run and the backfill ends failed.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated
 from uuid import UUID
 
@@ -25,9 +24,7 @@ from prefect.deployments import arun_deployment
 from pydantic import Field
 
 from ecom_pipeline.contracts.datasets import Dataset
-from ecom_pipeline.errors import ConfigurationError, RunFailedError
-from ecom_pipeline.run.notifier import Alert
-from ecom_pipeline.run.report import markdown_text
+from ecom_pipeline.run.backfill import BackfillSummary, DayOutcome, days_between
 from ecom_pipeline.run.resources import build_resources
 from ecom_pipeline.settings import load_settings
 from flows.alerts import report_outcome
@@ -36,44 +33,6 @@ from tasks.report import notify
 
 #: The deployment child runs are started from when the backfill itself runs from a deployment.
 DAILY_DEPLOYMENT = "daily/daily"
-MAX_DAYS = 366
-
-
-@dataclass
-class DayOutcome:
-    day: date
-    state: str
-    message: str = ""
-    flow_run_id: str | None = None
-
-
-@dataclass
-class BackfillSummary:
-    days: list[DayOutcome] = field(default_factory=list)
-
-    @property
-    def failed_days(self) -> list[date]:
-        return [d.day for d in self.days if d.state != "COMPLETED"]
-
-    @property
-    def succeeded(self) -> bool:
-        return not self.failed_days
-
-    def lines(self) -> list[str]:
-        lines = [f"{d.day}: {d.state}{' — ' + d.message if d.message else ''}" for d in self.days]
-        if self.failed_days:
-            days = " ".join(str(d) for d in self.failed_days)
-            lines.append(f"re-run the failed day(s) with: ecom-pipeline run --date <day> ({days})")
-        return lines
-
-
-def days_between(start: date, end: date) -> list[date]:
-    if end < start:
-        raise ConfigurationError(f"end_date {end} is before start_date {start}")
-    count = (end - start).days + 1
-    if count > MAX_DAYS:
-        raise ConfigurationError(f"{count} days requested; a backfill covers at most {MAX_DAYS}")
-    return [start + timedelta(days=i) for i in range(count)]
 
 
 def _run_name() -> str:
@@ -107,6 +66,7 @@ def backfill(
         reprocess: Process files again even if they were already ingested unchanged.
     """
     days = days_between(start_date, end_date)
+    resources = build_resources(load_settings())
     logger = get_run_logger()
     # Each child carries this tag: find a backfill's days in the UI, and children send no
     # notice of their own (one summary per backfill).
@@ -130,28 +90,14 @@ def backfill(
         logger.info(line)
     create_markdown_artifact(
         key="backfill-summary",
-        markdown="\n".join(
-            ["# Backfill", "", *(f"- {markdown_text(line)}" for line in summary.lines())]
-        ),
+        markdown=summary.to_markdown(),
         description=f"Backfill {start_date} to {end_date}",
     )
     if not summary.succeeded:
-        # The failure alert (automation or hook) carries this message: the failed days.
-        raise RunFailedError(
-            [
-                f"{len(summary.failed_days)} of {len(days)} day(s) failed: "
-                + ", ".join(str(d) for d in summary.failed_days)
-            ]
-        )
+        raise summary.failure()  # the failure alert (automation or hook) carries the days
     notify(
-        build_resources(load_settings()),
-        Alert(
-            kind="success",
-            subject=f"[ecom-pipeline] {_run_name()} succeeded",
-            body="\n".join([f"All {len(days)} day(s) succeeded.", *summary.lines()]),
-            flow_run_url=runtime.flow_run.ui_url,
-            details={"flow_run_id": str(runtime.flow_run.id), "days": len(days)},
-        ),
+        resources,
+        summary.success_alert(_run_name(), str(runtime.flow_run.id), runtime.flow_run.ui_url),
     )
     return summary
 

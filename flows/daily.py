@@ -12,11 +12,18 @@ from ecom_pipeline.contracts.validation import RunContext
 from ecom_pipeline.errors import RunFailedError
 from ecom_pipeline.lake.lock import lake_lock
 from ecom_pipeline.lake.staging import staging_area
-from ecom_pipeline.run.notifier import Alert
-from ecom_pipeline.run.report import RunReport, run_failures
+from ecom_pipeline.run.report import (
+    DatasetReport,
+    RunReport,
+    StageClock,
+    build_report,
+    dataset_report,
+    processed_sources,
+    success_alert,
+)
 from ecom_pipeline.run.resources import build_resources
 from ecom_pipeline.settings import load_settings
-from ecom_pipeline.silver.upsert import GoldPlan
+from ecom_pipeline.silver.upsert import SilverOutcome
 from flows.alerts import report_outcome
 from tasks.gold import build_gold
 from tasks.ingest import ingest_raw_files, record_ingested
@@ -75,73 +82,47 @@ def daily(
     settings.require_pii_key()
     resources = build_resources(settings)
     day = run_date or default_run_date()
-    run_id = str(runtime.flow_run.id or uuid.uuid4())
-    run = RunContext(run_id=run_id, ingested_at=datetime.now(UTC))
-    report = RunReport(run_id=run_id, run_date=day, started_at=run.ingested_at)
+    run = RunContext(run_id=str(runtime.flow_run.id or uuid.uuid4()), ingested_at=datetime.now(UTC))
+    clock = StageClock()
 
-    with report.timed("ingest"):
-        inputs = ingest_raw_files(resources, day, datasets, reprocess, run_id)
-    for account in inputs.skipped + inputs.rejected:
-        report.dataset(account.dataset).files.append(account)
+    with clock.timed("ingest"):
+        inputs = ingest_raw_files(resources, day, datasets, reprocess, run.run_id)
 
-    plan = GoldPlan()
+    silver: dict[Dataset, SilverOutcome] = {}
+    shares: list[DatasetReport] = []  # each dataset's part of the report
     # Valid rows wait on local disk between validate and silver: memory holds a batch, not a day.
-    with staging_area(settings.scratch_dir, run_id) as staging:
+    with staging_area(settings.scratch_dir, run.run_id) as staging:
         for dataset in [d for d in PROCESSING_ORDER if d in datasets]:
             files = inputs.files.get(dataset, [])
-            with report.timed(f"validate-{dataset}"):
+            with clock.timed(f"validate-{dataset}"):
                 validation = validate_dataset(resources, staging, dataset, files, run)
-            with report.timed(f"silver-{dataset}"):
-                silver = write_silver(resources, dataset, validation, day, run_id)
+            with clock.timed(f"silver-{dataset}"):
+                silver[dataset] = write_silver(resources, dataset, validation, day, run.run_id)
             staging.discard(dataset)  # committed: scratch disk holds one dataset at a time
-            report.record_dataset(
-                dataset, validation.accounts + validation.rejected, validation.validated, silver
-            )
-            plan.add(dataset, silver)
+            shares.append(dataset_report(dataset, validation, silver[dataset]))
 
     # Gold month files are read, patched and rewritten: one run at a time per lake.
     with lake_lock(resources.lake, "gold"):
-        with report.timed("gold"):
-            months = build_gold(resources, day, plan)
-        with report.timed("load"):
+        with clock.timed("gold"):
+            months = build_gold(resources, day, silver)
+        with clock.timed("load"):
             loads = load_warehouse(resources, months)
-    report.record_gold(months, loads)
-    processed = report.processed_sources()
-    record_ingested(
-        resources,
-        day,
-        {d: [f for f in files if f.key in processed] for d, files in inputs.files.items()},
-        run_id,
-    )
+    record_ingested(resources, day, inputs, processed_sources(shares), run.run_id)
 
-    report.failures = run_failures(report, settings.threshold_for)
-    report.finished_at = datetime.now(UTC)
+    report = build_report(
+        run,
+        day,
+        not_processed=inputs.accounts,
+        datasets=shares,
+        gold=months,
+        loads=loads,
+        seconds=clock.seconds,
+        threshold_for=settings.threshold_for,
+    )
     publish_report(resources, report)
     publish_metrics(resources, report)
     if report.failures:
         raise RunFailedError(report.failures)
-    if is_backfill_child(runtime.flow_run.tags):
-        return report  # the backfill sends one summary notice for all its days
-    notify(
-        resources,
-        Alert(
-            kind="success",
-            subject=f"[ecom-pipeline] daily-{day} succeeded",
-            body=_success_text(report),
-            flow_run_url=runtime.flow_run.ui_url,
-            details={"run_id": run_id, "manifest": report.manifest_key},
-        ),
-    )
+    if not is_backfill_child(runtime.flow_run.tags):  # a backfill sends one notice for its days
+        notify(resources, success_alert(report, runtime.flow_run.ui_url))
     return report
-
-
-def _success_text(report: RunReport) -> str:
-    lines = [f"Daily run for {report.run_date} succeeded."]
-    for name, dataset in sorted(report.datasets.items()):
-        lines.append(
-            f"- {name}: {dataset.total('rows_read')} read, {dataset.total('rows_written')} "
-            f"written, {dataset.total('rows_quarantined')} quarantined, "
-            f"{dataset.total('rows_superseded')} superseded"
-        )
-    lines.append(f"Manifest: {report.manifest_key}")
-    return "\n".join(lines)

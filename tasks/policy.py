@@ -18,8 +18,8 @@ from prefect.tasks import exponential_backoff
 
 from ecom_pipeline.errors import is_transient
 from ecom_pipeline.run.notifier import Alert
-from ecom_pipeline.run.resources import build_resources
-from ecom_pipeline.settings import load_settings
+from ecom_pipeline.run.resources import Resources, build_resources
+from ecom_pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -47,9 +47,10 @@ def retry_unless_deterministic(task: Task[..., Any], task_run: TaskRun, state: S
 
 
 def send_sla_alert(
-    task_name: str, flow_run_name: str, flow_run_url: str | None, limit: float
+    settings: Settings, task_name: str, flow_run_name: str, flow_run_url: str | None
 ) -> None:
     """Alert that a task is still running past its SLA (called from a timer thread)."""
+    limit = settings.task_sla_seconds
     alert = Alert(
         kind="sla",
         subject=f"[ecom-pipeline] {flow_run_name}: {task_name} is past its SLA",
@@ -61,9 +62,19 @@ def send_sla_alert(
         details={"task": task_name, "flow_run": flow_run_name, "sla_seconds": limit},
     )
     try:
-        build_resources(load_settings()).notifier.send(alert)
+        build_resources(settings).notifier.send(alert)  # its own adapters: another thread
     except Exception:  # an alerting failure must not disturb the task
         log.exception("could not send the SLA alert for %s", task_name)
+
+
+def run_settings(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Settings:
+    """The settings of the run a task call belongs to: those of its `Resources` argument (every
+    task of the pipeline takes one, built once by its flow); loaded here only for a task
+    without one (the probes of the tests)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Resources):
+            return value.settings
+    return load_settings()
 
 
 def with_sla(function: Callable[P, R]) -> Callable[P, R]:
@@ -78,15 +89,15 @@ def with_sla(function: Callable[P, R]) -> Callable[P, R]:
     def watched(*args: P.args, **kwargs: P.kwargs) -> R:
         if runtime.deployment.id is not None:
             return function(*args, **kwargs)
-        limit = load_settings().task_sla_seconds
+        settings = run_settings(args, kwargs)
         timer = threading.Timer(
-            limit,
+            settings.task_sla_seconds,
             send_sla_alert,
             args=(
+                settings,
                 runtime.task_run.name or function.__name__,
                 runtime.flow_run.name or "(no flow run)",
                 runtime.flow_run.ui_url,
-                limit,
             ),
         )
         timer.daemon = True

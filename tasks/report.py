@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from ecom_pipeline.lake import layout
 from ecom_pipeline.run.notifier import Alert
-from ecom_pipeline.run.report import RunReport, run_metrics
+from ecom_pipeline.run.report import RunReport, browser_link, run_metrics
 from ecom_pipeline.run.resources import Resources
 from tasks.policy import pipeline_task
 
 ARTIFACT_KEY = "daily-run-report"
-
-
-def browser_link(resources: Resources, key: str) -> str:
-    """Where a person opens a lake object or folder (``key`` ending in ``/``): the S3 console
-    for an S3 lake, a ``file://`` URL for a local one."""
-    uri = resources.lake.uri(key.rstrip("/") or ".")
-    if not uri.startswith("s3://"):
-        return f"file://{quote(uri)}{'/' if key.endswith('/') else ''}"
-    bucket, _, path = uri.removeprefix("s3://").partition("/")
-    region = resources.settings.aws_region
-    kind = "buckets" if key.endswith("/") else "object"
-    prefix = f"{path}/" if key.endswith("/") else path
-    return (
-        f"https://{region}.console.aws.amazon.com/s3/{kind}/{bucket}"
-        f"?region={region}&prefix={quote(prefix, safe='')}"
-    )
 
 
 @pipeline_task("publish-report")
@@ -41,7 +24,7 @@ def publish_report(resources: Resources, report: RunReport) -> str:
     one to each dataset's quarantine folder of the day when it quarantined anything.
     """
     resources.lake.write_json(report.manifest_key, report.to_json())
-    day = report.run_date.isoformat()
+    day, region = report.run_date.isoformat(), resources.settings.aws_region
     create_markdown_artifact(
         key=ARTIFACT_KEY,
         markdown=report.to_markdown(),
@@ -54,17 +37,16 @@ def publish_report(resources: Resources, report: RunReport) -> str:
     )
     create_link_artifact(
         key=f"{ARTIFACT_KEY}-manifest",
-        link=browser_link(resources, report.manifest_key),
+        link=browser_link(resources.lake, region, report.manifest_key),
         link_text=resources.lake.uri(report.manifest_key),
         description=f"Daily run {day}: the run manifest",
     )
     for name, dataset in sorted(report.datasets.items()):
-        failed = any(f.status == "failed" for f in dataset.files)
-        if dataset.total("rows_quarantined") or failed:
+        if dataset.set_aside_anything:
             folder = layout.quarantine_folder(name, report.run_date)
             create_link_artifact(
                 key=f"{ARTIFACT_KEY}-quarantine-{name}",
-                link=browser_link(resources, folder),
+                link=browser_link(resources.lake, region, folder),
                 link_text=resources.lake.uri(folder.rstrip("/")),
                 description=f"Daily run {day}: rows and files of {name} set aside",
             )

@@ -1,4 +1,4 @@
-"""Task: merge a dataset's validated rows into silver and record the files as ingested."""
+"""Task: merge a dataset's validated rows into silver, accounting for every row."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from prefect import get_run_logger
 
 from ecom_pipeline.contracts.datasets import Dataset
 from ecom_pipeline.run.resources import Resources
+from ecom_pipeline.run.validate import DatasetValidation
 from ecom_pipeline.silver.upsert import SilverOutcome, merge_into_silver
 from tasks.policy import pipeline_task
-from tasks.validate import DatasetValidation
 
 
 @pipeline_task("write-silver", task_run_name="silver-{dataset}")

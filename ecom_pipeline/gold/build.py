@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.gold import aggregates as gold
+from ecom_pipeline.gold.plan import GoldPlan
 from ecom_pipeline.gold.tables import (
     DAILY_PAYMENTS,
     DAILY_REVENUE,
@@ -52,6 +53,14 @@ class GoldMonth:
 def gold_key(table: GoldTable, month: str) -> str:
     """The lake key of ``table``'s file for ``month`` (see `layout.gold_key`)."""
     return layout.gold_key(table.name, month)
+
+
+def rebuild(lake: Lake, plan: GoldPlan) -> list[GoldMonth]:
+    """Rewrite ``gold/{table}/month=…`` of every gold table for the days and months planned."""
+    months = rebuild_daily(lake, DAILY_REVENUE, sorted(plan.order_days))
+    months += rebuild_daily(lake, DAILY_PAYMENTS, sorted(plan.payment_days))
+    months += rebuild_monthly_customers(lake, plan.monthly_months)
+    return months
 
 
 def read_gold_month(lake: Lake, table: GoldTable, month: str) -> pa.Table:

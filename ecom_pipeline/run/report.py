@@ -9,17 +9,21 @@ from __future__ import annotations
 import time as clock
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 from ecom_pipeline.errors import printable
 from ecom_pipeline.lake import layout
+from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.run.metrics import Metric
+from ecom_pipeline.run.notifier import Alert
 
 if TYPE_CHECKING:
-    from ecom_pipeline.contracts.validation import ValidatedFile
+    from ecom_pipeline.contracts.validation import RunContext
     from ecom_pipeline.gold.build import GoldMonth
+    from ecom_pipeline.run.validate import DatasetValidation
     from ecom_pipeline.silver.upsert import SilverOutcome
     from ecom_pipeline.warehouse.engine import LoadResult
 
@@ -83,6 +87,11 @@ class DatasetReport:
         read = self.total("rows_read")
         return self.total("rows_quarantined") / read if read else 0.0
 
+    @property
+    def set_aside_anything(self) -> bool:
+        """Whether the run quarantined any row or file of this dataset."""
+        return bool(self.total("rows_quarantined")) or any(f.status == "failed" for f in self.files)
+
 
 @dataclass
 class RunReport:
@@ -106,55 +115,8 @@ class RunReport:
     def succeeded(self) -> bool:
         return not self.failures
 
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
-        """Add the wall time of the block to ``seconds[stage]``."""
-        start = clock.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + clock.perf_counter() - start
-
     def dataset(self, name: str) -> DatasetReport:
         return self.datasets.setdefault(name, DatasetReport(dataset=name))
-
-    def record_dataset(
-        self,
-        dataset: str,
-        accounts: list[FileAccount],
-        validated: list[ValidatedFile],
-        silver: SilverOutcome,
-    ) -> None:
-        """Add one dataset's validation and silver outcome to the report."""
-        report = self.dataset(dataset)
-        for account in accounts:
-            account.dropped_columns = capped_columns(account.dropped_columns)
-        report.files += accounts
-        report.partitions_touched = silver.touched
-        report.partitions_written = silver.rewritten
-        report.snapshot_version = silver.version
-        for item in validated:
-            for reason, count in item.quarantine_reasons().items():
-                report.quarantine_reasons[reason] = report.quarantine_reasons.get(reason, 0) + count
-            if item.dropped_columns:
-                report.warnings.append(
-                    f"{printable(item.source)}: schema drift, unknown column(s) dropped: "
-                    + ", ".join(capped_columns(item.dropped_columns))
-                )
-
-    def record_gold(self, months: list[GoldMonth], loads: list[LoadResult]) -> None:
-        for month in months:
-            self.gold_months.setdefault(month.table.name, []).append(month.month)
-        self.warehouse_rows = {load.table: load.rows_inserted for load in loads}
-
-    def processed_sources(self) -> set[str]:
-        """Keys of the input files whose rows this run processed."""
-        return {
-            f.source
-            for report in self.datasets.values()
-            for f in report.files
-            if f.status == "processed"
-        }
 
     def unbalanced_files(self) -> list[FileAccount]:
         return [
@@ -233,6 +195,21 @@ class RunReport:
         return "\n".join(lines) + "\n"
 
 
+def browser_link(lake: Lake, aws_region: str, key: str) -> str:
+    """Where a person opens a lake object or folder (``key`` ending in ``/``): the S3 console
+    for an S3 lake, a ``file://`` URL for a local one."""
+    uri = lake.uri(key.rstrip("/") or ".")
+    if not uri.startswith("s3://"):
+        return f"file://{quote(uri)}{'/' if key.endswith('/') else ''}"
+    bucket, _, path = uri.removeprefix("s3://").partition("/")
+    kind = "buckets" if key.endswith("/") else "object"
+    prefix = f"{path}/" if key.endswith("/") else path
+    return (
+        f"https://{aws_region}.console.aws.amazon.com/s3/{kind}/{bucket}"
+        f"?region={aws_region}&prefix={quote(prefix, safe='')}"
+    )
+
+
 def capped_columns(names: list[str]) -> list[str]:
     """Column names for a manifest or a message: at most `DROPPED_COLUMNS_LISTED`, each cut
     to `DROPPED_COLUMN_NAME_CHARS` characters and escaped, with a count of the rest."""
@@ -276,6 +253,113 @@ def run_failures(report: RunReport, threshold_for: Callable[[str], float]) -> li
                 f"threshold (see {layout.quarantine_folder(name, report.run_date)})"
             )
     return failures
+
+
+class StageClock:
+    """Wall time per stage of a run (``ingest``, ``validate-orders``, ``gold``…), in seconds."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the wall time of the block to ``seconds[stage]``."""
+        start = clock.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + clock.perf_counter() - start
+
+
+def dataset_report(
+    dataset: str, validation: DatasetValidation, silver: SilverOutcome
+) -> DatasetReport:
+    """One dataset's share of the run, from its validate and silver outcomes: its processed and
+    rejected files, partitions, quarantine reasons and schema-drift warnings."""
+    report = DatasetReport(
+        dataset=dataset,
+        files=[
+            replace(account, dropped_columns=capped_columns(account.dropped_columns))
+            for account in silver.accounts + validation.rejected
+        ],
+        partitions_touched=silver.touched,
+        partitions_written=silver.rewritten,
+        snapshot_version=silver.version,
+    )
+    for item in validation.validated:
+        for reason, count in item.quarantine_reasons().items():
+            report.quarantine_reasons[reason] = report.quarantine_reasons.get(reason, 0) + count
+        if item.dropped_columns:
+            report.warnings.append(
+                f"{printable(item.source)}: schema drift, unknown column(s) dropped: "
+                + ", ".join(capped_columns(item.dropped_columns))
+            )
+    return report
+
+
+def processed_sources(datasets: list[DatasetReport]) -> set[str]:
+    """Keys of the input files whose rows were processed."""
+    return {f.source for report in datasets for f in report.files if f.status == "processed"}
+
+
+def build_report(
+    run: RunContext,
+    run_date: date,
+    *,
+    not_processed: list[FileAccount],
+    datasets: list[DatasetReport],
+    gold: list[GoldMonth],
+    loads: list[LoadResult],
+    seconds: dict[str, float],
+    threshold_for: Callable[[str], float],
+) -> RunReport:
+    """The run's report from its stages' results, with every reason it must end failed.
+
+    Args:
+        run: the run's id and start.
+        run_date: the day it processed.
+        not_processed: accounts of the files ingest skipped, ignored or rejected.
+        datasets: each processed dataset's share (see `dataset_report`), in processing order.
+        gold: the gold months rebuilt.
+        loads: the warehouse loads.
+        seconds: wall time per stage.
+        threshold_for: the quarantined share above which a dataset fails.
+    """
+    report = RunReport(
+        run_id=run.run_id, run_date=run_date, started_at=run.ingested_at, seconds=dict(seconds)
+    )
+    for account in not_processed:
+        report.dataset(account.dataset).files.append(account)
+    for part in datasets:
+        whole = report.dataset(part.dataset)
+        report.datasets[part.dataset] = replace(
+            part, dataset=whole.dataset, files=whole.files + part.files
+        )
+    for month in gold:
+        report.gold_months.setdefault(month.table.name, []).append(month.month)
+    report.warehouse_rows = {load.table: load.rows_inserted for load in loads}
+    report.failures = run_failures(report, threshold_for)
+    report.finished_at = datetime.now(UTC)
+    return report
+
+
+def success_alert(report: RunReport, flow_run_url: str | None) -> Alert:
+    """The short notice of a run that succeeded: rows per dataset and the manifest."""
+    lines = [f"Daily run for {report.run_date} succeeded."]
+    for name, dataset in sorted(report.datasets.items()):
+        lines.append(
+            f"- {name}: {dataset.total('rows_read')} read, {dataset.total('rows_written')} "
+            f"written, {dataset.total('rows_quarantined')} quarantined, "
+            f"{dataset.total('rows_superseded')} superseded"
+        )
+    lines.append(f"Manifest: {report.manifest_key}")
+    return Alert(
+        kind="success",
+        subject=f"[ecom-pipeline] daily-{report.run_date} succeeded",
+        body="\n".join(lines),
+        flow_run_url=flow_run_url,
+        details={"run_id": report.run_id, "manifest": report.manifest_key},
+    )
 
 
 ROW_METRICS = {

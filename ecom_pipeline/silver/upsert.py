@@ -8,25 +8,18 @@ holds; orders whose customer was unknown are moved once the customer has arrived
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecom_pipeline.contracts.datasets import (
-    SPECS,
-    UNKNOWN_REGION,
-    Dataset,
-    DatasetSpec,
-)
+from ecom_pipeline.contracts.datasets import SPECS, UNKNOWN_REGION, Dataset, DatasetSpec
 from ecom_pipeline.contracts.validation import ValidatedFile
-from ecom_pipeline.gold.aggregates import month_of
 from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.run.report import FileAccount
-from ecom_pipeline.silver.partitioning import parse_partition_path
 from ecom_pipeline.silver.store import ACCOUNTED, SilverStore
 
 
@@ -40,8 +33,8 @@ class SilverOutcome:
         rewritten: partitions whose content the commit changed.
         version: Delta table version after the step.
         compacted: partitions compacted after the merge (too many small files).
-        gold_days: days whose daily gold rows must be rebuilt.
-        gold_months: months whose monthly gold rows must be rebuilt.
+        dates: per date column of the dataset, the distinct values the run's valid rows carry
+            (what changed, for the layers built on silver: see ``gold.plan``).
     """
 
     accounts: list[FileAccount]
@@ -49,8 +42,7 @@ class SilverOutcome:
     rewritten: list[str] = field(default_factory=list)
     version: int = 0
     compacted: list[str] = field(default_factory=list)
-    gold_days: list[date] = field(default_factory=list)
-    gold_months: list[str] = field(default_factory=list)
+    dates: dict[str, list[date]] = field(default_factory=dict)
 
 
 def write_quarantine(lake: Lake, dataset: str, day: date, validated: ValidatedFile) -> str | None:
@@ -86,7 +78,7 @@ def merge_into_silver(
     day: date,
     run_id: str,
 ) -> SilverOutcome:
-    """Quarantine bad rows, upsert valid rows, and fill in each file's accounting.
+    """Quarantine bad rows, upsert valid rows, and account for each file's rows.
 
     The upsert is one Delta merge (one commit); the partitions it touched are then compacted
     if they hold many small files (see `SilverStore.compact`).
@@ -95,36 +87,46 @@ def merge_into_silver(
         lake: the lake.
         dataset: the dataset of every file in ``validated``.
         validated: the day's validated files of this dataset (valid rows in memory or staged).
-        accounts: one account per validated file, same order; updated in place.
+        accounts: one account per validated file, same order (returned completed, in the
+            outcome; these are left as they are).
         day: the run's day (names the quarantine folder).
         run_id: lineage and commit attribution.
     """
     spec = SPECS[dataset]
     store = SilverStore(lake, spec)
-    for item, account in zip(validated, accounts, strict=True):
+    for item in validated:
         write_quarantine(lake, dataset, day, item)
-        account.rows_read = item.rows_read
-        account.rows_quarantined = item.quarantine.num_rows
-        account.dropped_columns = item.dropped_columns
 
     tables = list(_valid_tables(validated))
     incoming = pa.concat_tables(tables) if tables else store.schema.empty_table()
+    dates = _distinct_dates(spec, incoming)
     if dataset == Dataset.ORDERS:
         incoming = _with_regions_and_moves(lake, store, incoming)
     result = store.merge(incoming, run_id)
-    for item, account in zip(validated, accounts, strict=True):
-        account.rows_written = result.written_by_source.get(item.source, 0)
-        account.rows_superseded = item.valid.num_rows - account.rows_written
     compacted = store.compact(result.rewritten, run_id)
-    outcome = SilverOutcome(
-        accounts,
+    return SilverOutcome(
+        [
+            _accounted(account, item, result.written_by_source.get(item.source, 0))
+            for item, account in zip(validated, accounts, strict=True)
+        ],
         touched=result.touched,
         rewritten=result.rewritten,
         version=result.version,
         compacted=compacted,
+        dates=dates,
     )
-    _plan_gold(outcome, spec, validated)
-    return outcome
+
+
+def _accounted(account: FileAccount, item: ValidatedFile, written: int) -> FileAccount:
+    """The file's account with what became of its rows: read, quarantined, written, superseded."""
+    return replace(
+        account,
+        rows_read=item.rows_read,
+        rows_quarantined=item.quarantine.num_rows,
+        dropped_columns=item.dropped_columns,
+        rows_written=written,
+        rows_superseded=item.valid.num_rows - written,
+    )
 
 
 def _valid_tables(validated: list[ValidatedFile]) -> Iterator[pa.Table]:
@@ -162,34 +164,10 @@ def _with_regions_and_moves(lake: Lake, orders_store: SilverStore, orders: pa.Ta
     return pa.concat_tables(parts)
 
 
-def _plan_gold(outcome: SilverOutcome, spec: DatasetSpec, validated: list[ValidatedFile]) -> None:
-    """Which gold days and months this dataset's changes reach."""
-    if spec.name == Dataset.CUSTOMERS:
-        months: set[str] = set()
-        for table in _valid_tables(validated):
-            months.update(pc.unique(month_of(table.column("signup_date"))).to_pylist())
-        outcome.gold_months = sorted(months)
-        return
-    date_column = spec.date_column
-    if date_column is None:
-        return
-    days = {date.fromisoformat(parse_partition_path(p)[date_column]) for p in outcome.touched}
-    outcome.gold_days = sorted(days)
-    outcome.gold_months = sorted({d.strftime("%Y-%m") for d in days})
-
-
-@dataclass
-class GoldPlan:
-    """The days and months whose gold rows a run must rebuild, gathered dataset by dataset."""
-
-    order_days: set[date] = field(default_factory=set)
-    payment_days: set[date] = field(default_factory=set)
-    customer_months: set[str] = field(default_factory=set)
-
-    def add(self, dataset: Dataset, outcome: SilverOutcome) -> None:
-        if dataset == Dataset.ORDERS:
-            self.order_days.update(outcome.gold_days)
-        elif dataset == Dataset.PAYMENTS:
-            self.payment_days.update(outcome.gold_days)
-        elif dataset == Dataset.CUSTOMERS:
-            self.customer_months.update(outcome.gold_months)
+def _distinct_dates(spec: DatasetSpec, rows: pa.Table) -> dict[str, list[date]]:
+    """The distinct values of each of the spec's date columns in ``rows``, sorted."""
+    return {
+        column.name: sorted(d for d in pc.unique(rows.column(column.name)).to_pylist() if d)
+        for column in spec.columns
+        if column.kind == "date"
+    }
