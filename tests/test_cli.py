@@ -46,20 +46,17 @@ def generate(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     return cli(cwd, *args, module="devtools.generate", **env)
 
 
-def without_nanobind_exit_report(stderr: str) -> list[str]:
-    """stderr's lines minus DuckDB's nanobind "leaked ..." report, which the interpreter prints
-    at exit after a flow run whatever the outcome (a known, separate defect; main has it too)."""
-    lines = stderr.rstrip("\n").split("\n")
-    for number, line in enumerate(lines):
-        if line.startswith("nanobind: leaked"):
-            return lines[:number]
-    return lines
+def assert_no_library_noise(result: subprocess.CompletedProcess) -> None:
+    """No exit-time report from DuckDB's binding, no warning of any library."""
+    assert "nanobind" not in result.stderr, result.stderr[-2000:]
+    assert "Warning" not in result.stderr + result.stdout, result.stderr[-2000:]
 
 
 def assert_one_paragraph_failure(result: subprocess.CompletedProcess, command: str) -> str:
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    last = without_nanobind_exit_report(result.stderr)[-1]
+    assert_no_library_noise(result)
+    last = result.stderr.rstrip("\n").split("\n")[-1]
     assert last.startswith(f"ecom-pipeline {command} failed: "), result.stderr
     return last
 
