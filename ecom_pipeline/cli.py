@@ -60,22 +60,42 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ecom-pipeline",
         description="E-commerce analytics pipeline: raw CSV → silver Parquet → gold → warehouse.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, help="the command to run")
 
     init = commands.add_parser("init-local", help="create a local PII key file for try-outs")
     init.set_defaults(handler=cmd_init_local)
 
     run = commands.add_parser("run", help="run the daily flow for one day")
-    run.add_argument("--date", type=iso_date, required=True)
-    run.add_argument("--datasets", type=_datasets, default=None, help="comma separated")
-    run.add_argument("--reprocess", action="store_true", help="process ingested files again")
+    run.add_argument(
+        "--date", type=iso_date, required=True, help="the day (dt=) to process, YYYY-MM-DD"
+    )
+    run.add_argument(
+        "--datasets",
+        type=_datasets,
+        default=None,
+        help="comma-separated datasets to process (default: all four)",
+    )
+    run.add_argument(
+        "--reprocess", action="store_true", help="process files already ingested unchanged again"
+    )
     run.set_defaults(handler=cmd_run)
 
     backfill = commands.add_parser("backfill", help="run the backfill flow over a date range")
-    backfill.add_argument("--start-date", type=iso_date, required=True)
-    backfill.add_argument("--end-date", type=iso_date, required=True)
-    backfill.add_argument("--datasets", type=_datasets, default=None)
-    backfill.add_argument("--reprocess", action="store_true")
+    backfill.add_argument(
+        "--start-date", type=iso_date, required=True, help="first day to process, YYYY-MM-DD"
+    )
+    backfill.add_argument(
+        "--end-date", type=iso_date, required=True, help="last day to process (inclusive)"
+    )
+    backfill.add_argument(
+        "--datasets",
+        type=_datasets,
+        default=None,
+        help="comma-separated datasets to process (default: all four)",
+    )
+    backfill.add_argument(
+        "--reprocess", action="store_true", help="process files already ingested unchanged again"
+    )
     backfill.set_defaults(handler=cmd_backfill)
 
     retention = commands.add_parser("retention", help="apply the retention rules")
@@ -84,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     files = commands.add_parser(
         "silver-files", help="print a silver Delta table's address and its committed files"
     )
-    files.add_argument("dataset", type=Dataset, choices=list(Dataset))
+    files.add_argument(
+        "dataset", type=Dataset, choices=list(Dataset), help="the silver table (a dataset)"
+    )
     files.set_defaults(handler=cmd_silver_files)
 
     migrate = commands.add_parser(

@@ -3,14 +3,18 @@ stderr and a non-zero exit, never a traceback; configuration is refused before a
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from devtools import generate as generator
+from ecom_pipeline import cli as ecom_cli
 from tests.conftest import TEST_PII_KEY
 
 DAY = "2026-11-21"
@@ -136,3 +140,24 @@ def test_a_link_out_of_the_lake_fails_the_run_by_key_without_quoting_the_file(
     assert manifest["datasets"]["orders"]["snapshot_version"] == 1  # the good file went through
     alerts = list((lake / "_runs" / "alerts").glob("*-failure.json"))
     assert alerts and "evil.csv: a symbolic link" in alerts[0].read_text()
+
+
+def _actions(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.Action]]:
+    for action in parser._actions:
+        yield f"{path} {'/'.join(action.option_strings) or action.dest}", action
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _actions(sub, f"{path} {name}")
+
+
+@pytest.mark.parametrize(
+    "parser",
+    [ecom_cli.build_parser(), generator.build_parser()],
+    ids=["ecom-pipeline", "devtools.generate"],
+)
+def test_every_option_and_positional_has_help(parser: argparse.ArgumentParser) -> None:
+    missing = [where for where, action in _actions(parser, parser.prog) if not action.help]
+    assert not missing, f"options without help text: {missing}"
+    for commands in [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]:
+        described = {c.dest for c in commands._choices_actions if c.help}
+        assert described == set(commands.choices), "every command has a help line"
