@@ -16,11 +16,14 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ecom_pipeline.contracts.datasets import Dataset
 from ecom_pipeline.errors import PipelineError, printable
 from ecom_pipeline.settings import LOCAL_KEY_FILE, Settings, load_settings
+
+if TYPE_CHECKING:
+    from ecom_pipeline.run.report import RunReport
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -128,20 +131,21 @@ def cmd_init_local(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _check_run_settings()
+    settings = _check_run_settings()
     _console_logs_without_tracebacks()
     from flows.daily import ALL_DATASETS, daily
 
     report = daily(
         run_date=args.date, datasets=args.datasets or ALL_DATASETS, reprocess=args.reprocess
     )
-    _print_report(report)
+    _print_report(report, settings)
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    _check_run_settings()
+    settings = _check_run_settings()
     _console_logs_without_tracebacks()
+    _print_progress()
     from flows.backfill import backfill
     from flows.daily import ALL_DATASETS
 
@@ -151,8 +155,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         datasets=args.datasets or ALL_DATASETS,
         reprocess=args.reprocess,
     )
-    for line in summary.lines():
+    for line in summary.closing_lines():
         print(line)
+    _print_gold_summary(settings)
     return 0 if summary.succeeded else EXIT_FAILED
 
 
@@ -196,11 +201,7 @@ def cmd_migrate_silver(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_report(report: object) -> None:
-    from ecom_pipeline.run.report import RunReport
-
-    assert isinstance(report, RunReport)
-    settings = load_settings()
+def _print_report(report: RunReport, settings: Settings) -> None:
     for name, dataset in sorted(report.datasets.items()):
         print(
             f"{name:>9}: {dataset.total('rows_read')} read, "
@@ -210,8 +211,49 @@ def _print_report(report: object) -> None:
             f"{len(dataset.partitions_written)} partition(s) written"
         )
     print(f"lake: {settings.lake_uri}  manifest: {report.manifest_key}")
-    url = settings.warehouse_url
-    print(f"warehouse: {_safe_url(url.get_secret_value())} (schema {settings.warehouse_schema})")
+    _print_gold_summary(settings)
+
+
+def _print_gold_summary(settings: Settings) -> None:
+    """The gold tables in the warehouse: rows, months covered, and where to query them."""
+    from ecom_pipeline.gold.tables import GOLD_TABLES
+    from ecom_pipeline.warehouse.engine import open_warehouse
+
+    with open_warehouse(settings) as warehouse:
+        tables = {table.name: warehouse.read_table(table) for table in GOLD_TABLES}
+        where = f"{warehouse.display_url} (schema {warehouse.schema})"
+    for line in gold_summary_lines(
+        {name: (rows.num_rows, rows.column("month").to_pylist()) for name, rows in tables.items()},
+        where,
+        settings.warehouse_schema,
+    ):
+        print(line)
+
+
+def gold_summary_lines(
+    tables: dict[str, tuple[int, list[str]]], where: str, schema: str
+) -> list[str]:
+    """Plain lines naming each gold table with its rows and months, then where to query them.
+
+    Args:
+        tables: per table name, its row count and the ``month`` value of each row.
+        where: the warehouse, password hidden, and its schema.
+        schema: the schema, for the example query.
+    """
+    lines = [f"gold tables in {where}:"]
+    for name, (rows, months) in tables.items():
+        lines.append(f"  {name:<18} {rows:>7} rows  {_months_text(sorted(set(months)))}")
+    first = next(iter(tables), "daily_revenue")
+    lines.append(f"  query them with SQL, e.g. select * from {schema}.{first}")
+    return lines
+
+
+def _months_text(months: list[str]) -> str:
+    if not months:
+        return "no months"
+    if len(months) == 1:
+        return f"month {months[0]}"
+    return f"months {months[0]}..{months[-1]} ({len(months)})"
 
 
 def _safe_url(url: str) -> str:
@@ -254,6 +296,18 @@ def _console_logs_without_tracebacks() -> None:
             handler.formatter, _WithoutTraceback
         ):
             handler.setFormatter(_WithoutTraceback(handler.formatter))
+
+
+def _print_progress() -> None:
+    """Lines the flows log on `PROGRESS_LOGGER` (a finished day) are printed plainly on stdout."""
+    from ecom_pipeline.run.report import PROGRESS_LOGGER
+
+    progress = logging.getLogger(PROGRESS_LOGGER)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
 
 
 def _quiet_console() -> None:

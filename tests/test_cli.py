@@ -142,6 +142,52 @@ def test_a_link_out_of_the_lake_fails_the_run_by_key_without_quoting_the_file(
     assert alerts and "evil.csv: a symbolic link" in alerts[0].read_text()
 
 
+@pytest.mark.slow
+def test_a_local_run_and_backfill_print_progress_and_the_gold_tables_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """Issue 15: after a run on DuckDB the process ends quietly (no nanobind report, no
+    warnings); a backfill prints a line per day, both end with the gold tables and where they
+    are, the warehouse password never shown."""
+    first, second = "2026-11-18", "2026-11-19"
+    generated = generate(tmp_path, "--start-date", first, "--days", "2", "--orders-per-day", "20")
+    assert generated.returncode == 0, generated.stderr
+    assert_no_library_noise(generated)
+
+    run = cli(tmp_path, "run", "--date", first, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert_no_library_noise(run)
+    assert f"gold tables in duckdb:///{tmp_path / 'warehouse.duckdb'} (schema gold):" in run.stdout
+    assert "month 2026-11" in run.stdout
+
+    backfill = cli(tmp_path, "backfill", "--start-date", first, "--end-date", second, timeout=300)
+    assert backfill.returncode == 0, backfill.stderr
+    assert_no_library_noise(backfill)
+    lines = backfill.stdout.splitlines()
+    assert lines[0].startswith(f"{first}: COMPLETED, ") and lines[0].endswith(" s"), lines
+    assert lines[1].startswith(f"{second}: COMPLETED, ") and " rows in, " in lines[1], lines
+    assert lines[2].startswith("2 day(s): 2 completed, 0 failed; "), lines
+    assert lines[3] == f"gold tables in duckdb:///{tmp_path / 'warehouse.duckdb'} (schema gold):"
+    names = [line.split()[0] for line in lines[4:7]]
+    assert names == ["daily_revenue", "daily_payments", "monthly_customers"]
+    assert all(" rows  month" in line for line in lines[4:7]), lines
+    assert lines[7].strip().startswith("query them with SQL"), lines
+
+
+def test_the_gold_summary_names_rows_months_and_where() -> None:
+    lines = ecom_cli.gold_summary_lines(
+        {"daily_revenue": (3, ["2026-11", "2026-11", "2026-10"]), "monthly_customers": (0, [])},
+        "postgresql+psycopg://etl:***@db/analytics (schema gold)",
+        "gold",
+    )
+    assert lines == [
+        "gold tables in postgresql+psycopg://etl:***@db/analytics (schema gold):",
+        "  daily_revenue            3 rows  months 2026-10..2026-11 (2)",
+        "  monthly_customers        0 rows  no months",
+        "  query them with SQL, e.g. select * from gold.daily_revenue",
+    ]
+
+
 def _actions(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.Action]]:
     for action in parser._actions:
         yield f"{path} {'/'.join(action.option_strings) or action.dest}", action
