@@ -12,14 +12,18 @@ import atexit
 import logging
 import os
 import secrets
+import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from ecom_pipeline.contracts.datasets import Dataset
-from ecom_pipeline.errors import PipelineError, printable
+from ecom_pipeline.errors import ConfigurationError, PipelineError, printable
 from ecom_pipeline.settings import LOCAL_KEY_FILE, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -30,6 +34,11 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 #: An unexpected error's own message is cut to this length in the one-paragraph reason.
 UNEXPECTED_MESSAGE_CHARS = 300
+#: Where ``--with-ui`` serves the Prefect UI and API (Prefect's own default address).
+UI_HOST = "127.0.0.1"
+UI_PORT = 4200
+#: How long ``--with-ui`` waits for a starting Prefect server to answer (a cold start is slow).
+UI_START_SECONDS = 120.0
 
 
 def _quiet_prefect_defaults() -> None:
@@ -81,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--reprocess", action="store_true", help="process files already ingested unchanged again"
     )
+    _add_ui_options(run)
     run.set_defaults(handler=cmd_run)
 
     backfill = commands.add_parser("backfill", help="run the backfill flow over a date range")
@@ -99,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--reprocess", action="store_true", help="process files already ingested unchanged again"
     )
+    _add_ui_options(backfill)
     backfill.set_defaults(handler=cmd_backfill)
 
     retention = commands.add_parser("retention", help="apply the retention rules")
@@ -119,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_ui_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--with-ui",
+        action="store_true",
+        help=f"run against a local Prefect server with its UI on http://{UI_HOST}:{UI_PORT} "
+        "(started if none answers there, stopped at the end)",
+    )
+    command.add_argument(
+        "--keep-ui",
+        action="store_true",
+        help="with --with-ui: leave the Prefect server running after the command",
+    )
+
+
 def cmd_init_local(args: argparse.Namespace) -> int:
     key_file = Path(LOCAL_KEY_FILE)
     if key_file.exists():
@@ -132,32 +157,36 @@ def cmd_init_local(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _check_run_settings()
-    _console_logs_without_tracebacks()
-    from flows.daily import ALL_DATASETS, daily
+    with _prefect_api(args):
+        _console_logs_without_tracebacks()
+        from flows.daily import ALL_DATASETS, daily
 
-    report = daily(
-        run_date=args.date, datasets=args.datasets or ALL_DATASETS, reprocess=args.reprocess
-    )
-    _print_report(report, settings)
+        report = daily(
+            run_date=args.date, datasets=args.datasets or ALL_DATASETS, reprocess=args.reprocess
+        )
+        _print_report(report, settings)
+        if args.with_ui:
+            print(f"flow run: {ui_url()}/runs/flow-run/{report.run_id}")
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     settings = _check_run_settings()
-    _console_logs_without_tracebacks()
-    _print_progress()
-    from flows.backfill import backfill
-    from flows.daily import ALL_DATASETS
+    with _prefect_api(args):
+        _console_logs_without_tracebacks()
+        _print_progress()
+        from flows.backfill import backfill
+        from flows.daily import ALL_DATASETS
 
-    summary = backfill(
-        start_date=args.start_date,
-        end_date=args.end_date,
-        datasets=args.datasets or ALL_DATASETS,
-        reprocess=args.reprocess,
-    )
-    for line in summary.closing_lines():
-        print(line)
-    _print_gold_summary(settings)
+        summary = backfill(
+            start_date=args.start_date,
+            end_date=args.end_date,
+            datasets=args.datasets or ALL_DATASETS,
+            reprocess=args.reprocess,
+        )
+        for line in summary.closing_lines():
+            print(line)
+        _print_gold_summary(settings)
     return 0 if summary.succeeded else EXIT_FAILED
 
 
@@ -308,6 +337,85 @@ def _print_progress() -> None:
     progress.addHandler(handler)
     progress.setLevel(logging.INFO)
     progress.propagate = False
+
+
+def ui_url(host: str = UI_HOST, port: int = UI_PORT) -> str:
+    """The address of the Prefect UI that ``--with-ui`` uses."""
+    return f"http://{host}:{port}"
+
+
+def _api_answers(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as reply:  # nosec B310
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def _prefect_api(args: argparse.Namespace) -> Iterator[None]:
+    """With ``--with-ui``: the command runs against a local Prefect server and its UI."""
+    if not args.with_ui:
+        yield
+        return
+    with prefect_ui(keep=args.keep_ui):
+        yield
+
+
+@contextmanager
+def prefect_ui(host: str = UI_HOST, port: int = UI_PORT, *, keep: bool = False) -> Iterator[str]:
+    """Point this process at a Prefect server on ``host:port``, starting one if none answers.
+
+    Sets ``PREFECT_API_URL`` for the block (before Prefect is imported, which reads it once) and
+    prints where to look. A server started here is stopped at the end unless ``keep``; its log
+    goes to ``$PREFECT_HOME/ui-server.log``.
+
+    Yields:
+        The UI's address, e.g. ``http://127.0.0.1:4200``.
+    """
+    url = ui_url(host, port)
+    api_url = f"{url}/api"
+    server: subprocess.Popen[bytes] | None = None
+    if not _api_answers(api_url):
+        log_path = Path(os.environ.get("PREFECT_HOME", ".prefect")) / "ui-server.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "prefect", "server", "start"]
+        with log_path.open("ab") as log:
+            server = subprocess.Popen(  # nosec B603 - our own interpreter, fixed arguments
+                [*command, "--host", host, "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        print(f"starting a Prefect server on {url} (log: {log_path})", flush=True)
+        deadline = time.monotonic() + UI_START_SECONDS
+        while not _api_answers(api_url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise ConfigurationError(
+                    f"the Prefect server on {url} did not start within {UI_START_SECONDS:.0f} s "
+                    f"(exit code {server.poll()}); see {log_path}"
+                )
+            time.sleep(0.5)
+    saved = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = api_url
+    print(f"Prefect UI: {url}/runs (flow runs of this command)", flush=True)
+    try:
+        yield url
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
+        if server is not None:
+            if keep:
+                print(f"the Prefect server keeps running on {url} (stop it: kill {server.pid})")
+            else:
+                server.terminate()
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
 
 
 def _quiet_console() -> None:

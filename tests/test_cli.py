@@ -4,10 +4,13 @@ stderr and a non-zero exit, never a traceback; configuration is refused before a
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,3 +210,69 @@ def test_every_option_and_positional_has_help(parser: argparse.ArgumentParser) -
     for commands in [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]:
         described = {c.dest for c in commands._choices_actions if c.help}
         assert described == set(commands.choices), "every command has a help line"
+
+
+@pytest.fixture
+def fake_prefect_api() -> Iterator[int]:
+    """An HTTP server that answers ``/api/health`` like a running Prefect server."""
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_with_ui_points_the_run_at_a_running_server_and_says_where_to_look(
+    fake_prefect_api: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere/api")
+    started = []
+    monkeypatch.setattr(ecom_cli.subprocess, "Popen", lambda *a, **k: started.append(a))
+
+    with ecom_cli.prefect_ui(port=fake_prefect_api) as url:
+        assert url == f"http://127.0.0.1:{fake_prefect_api}"
+        assert os.environ["PREFECT_API_URL"] == f"{url}/api"
+
+    assert os.environ["PREFECT_API_URL"] == "http://elsewhere/api"  # restored after the run
+    assert not started  # a server answered: none was started
+    assert f"Prefect UI: http://127.0.0.1:{fake_prefect_api}/runs" in capsys.readouterr().out
+
+
+def test_with_ui_is_an_option_of_run_and_backfill() -> None:
+    parser = ecom_cli.build_parser()
+    run = parser.parse_args(["run", "--date", DAY, "--with-ui"])
+    assert run.with_ui and not run.keep_ui
+    backfill = parser.parse_args(
+        ["backfill", "--start-date", DAY, "--end-date", DAY, "--with-ui", "--keep-ui"]
+    )
+    assert backfill.with_ui and backfill.keep_ui
+
+
+def test_with_ui_fails_in_one_paragraph_when_the_server_cannot_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.setattr(ecom_cli.sys, "executable", "/bin/false")  # the server exits at once
+
+    with (
+        pytest.raises(ecom_cli.ConfigurationError, match="did not start"),
+        ecom_cli.prefect_ui(port=port),
+    ):
+        pass
+    assert os.environ.get("PREFECT_API_URL") != f"http://127.0.0.1:{port}/api"
