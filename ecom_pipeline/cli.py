@@ -411,11 +411,23 @@ def prefect_ui(host: str = UI_HOST, port: int = UI_PORT, *, keep: bool = False) 
             if keep:
                 print(f"the Prefect server keeps running on {url} (stop it: kill {server.pid})")
             else:
+                _drain_prefect_workers()
                 server.terminate()
                 try:
                     server.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     server.kill()
+
+
+def _drain_prefect_workers() -> None:
+    """Send the log lines and events Prefect still holds before its server goes away."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all()
+    EventsWorker.drain_all()
 
 
 def _quiet_console() -> None:
