@@ -12,7 +12,7 @@ import atexit
 import logging
 import os
 import secrets
-import subprocess
+import subprocess  # nosec B404 - only to start our own Prefect server, fixed arguments
 import sys
 import time
 import urllib.request
@@ -273,7 +273,7 @@ def gold_summary_lines(
     for name, (rows, months) in tables.items():
         lines.append(f"  {name:<18} {rows:>7} rows  {_months_text(sorted(set(months)))}")
     first = next(iter(tables), "daily_revenue")
-    lines.append(f"  query them with SQL, e.g. select * from {schema}.{first}")
+    lines.append(f"  query them with SQL as {schema}.<table>, e.g. {schema}.{first}")
     return lines
 
 

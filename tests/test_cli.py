@@ -187,7 +187,7 @@ def test_the_gold_summary_names_rows_months_and_where() -> None:
         "gold tables in postgresql+psycopg://etl:***@db/analytics (schema gold):",
         "  daily_revenue            3 rows  months 2026-10..2026-11 (2)",
         "  monthly_customers        0 rows  no months",
-        "  query them with SQL, e.g. select * from gold.daily_revenue",
+        "  query them with SQL as gold.<table>, e.g. gold.daily_revenue",
     ]
 
 
