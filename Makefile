@@ -11,7 +11,7 @@ export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: install quickstart test lint bench clean
+.PHONY: install quickstart quickstart-ui test lint bench clean
 
 # The runtime dependencies at the exact versions the image ships (docker/constraints.txt).
 $(BIN)/ecom-pipeline: pyproject.toml docker/constraints.txt
@@ -31,6 +31,12 @@ quickstart: install
 	@echo "Done. Lake: ./lake (raw/, processed/, gold/, quarantine/, _runs/)"
 	@echo "Warehouse: ./warehouse.duckdb, schema gold. Try:"
 	@echo "  $(BIN)/python -c \"import duckdb; print(duckdb.connect('warehouse.duckdb').sql('select * from gold.daily_revenue order by 1, 2'))\""
+
+## The same run against a local Prefect server whose UI stays up on http://127.0.0.1:4200.
+quickstart-ui: install
+	$(BIN)/ecom-pipeline init-local
+	$(BIN)/python -m devtools.generate --start-date $(START) --days 3
+	$(BIN)/ecom-pipeline backfill --start-date $(START) --end-date $(END) --with-ui --keep-ui
 
 ## The test suite, against a real S3 API (moto server), PostgreSQL and a Prefect API.
 test: install

@@ -61,6 +61,7 @@ delivered on or before the order's day.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import math
@@ -1248,14 +1249,9 @@ def _employee_file(world: _World, day: date) -> RawFile:
     return RawFile(Dataset.EMPLOYEES, day, "employees-0001.csv", _csv_bytes(header, lines))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m devtools.generate``: write days of raw CSVs into the configured lake."""
-    import argparse
-    import time
-
-    from ecom_pipeline.cli import iso_date, run_command
-    from ecom_pipeline.run.resources import build_resources
-    from ecom_pipeline.settings import load_settings
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m devtools.generate``."""
+    from ecom_pipeline.cli import iso_date
 
     parser = argparse.ArgumentParser(
         prog="python -m devtools.generate",
@@ -1271,7 +1267,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=7, help="the world's seed (default 7)")
     parser.add_argument("--clean", action="store_true", help="no defects in the files")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m devtools.generate``: write days of raw CSVs into the configured lake."""
+    import time
+
+    from ecom_pipeline.cli import run_command
+    from ecom_pipeline.run.resources import build_resources
+    from ecom_pipeline.settings import load_settings
+
+    args = build_parser().parse_args(argv)
 
     def generate() -> int:
         lake = build_resources(load_settings()).lake

@@ -8,23 +8,37 @@ in one paragraph on stderr, never a traceback (the Prefect log keeps those).
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import secrets
+import subprocess  # nosec B404 - only to start our own Prefect server, fixed arguments
 import sys
-from collections.abc import Callable, Sequence
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from ecom_pipeline.contracts.datasets import Dataset
-from ecom_pipeline.errors import PipelineError, printable
+from ecom_pipeline.errors import ConfigurationError, PipelineError, printable
 from ecom_pipeline.settings import LOCAL_KEY_FILE, Settings, load_settings
+
+if TYPE_CHECKING:
+    from ecom_pipeline.run.report import RunReport
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 #: An unexpected error's own message is cut to this length in the one-paragraph reason.
 UNEXPECTED_MESSAGE_CHARS = 300
+#: Where ``--with-ui`` serves the Prefect UI and API (Prefect's own default address).
+UI_HOST = "127.0.0.1"
+UI_PORT = 4200
+#: How long ``--with-ui`` waits for a starting Prefect server to answer (a cold start is slow).
+UI_START_SECONDS = 120.0
 
 
 def _quiet_prefect_defaults() -> None:
@@ -58,22 +72,44 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ecom-pipeline",
         description="E-commerce analytics pipeline: raw CSV → silver Parquet → gold → warehouse.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, help="the command to run")
 
     init = commands.add_parser("init-local", help="create a local PII key file for try-outs")
     init.set_defaults(handler=cmd_init_local)
 
     run = commands.add_parser("run", help="run the daily flow for one day")
-    run.add_argument("--date", type=iso_date, required=True)
-    run.add_argument("--datasets", type=_datasets, default=None, help="comma separated")
-    run.add_argument("--reprocess", action="store_true", help="process ingested files again")
+    run.add_argument(
+        "--date", type=iso_date, required=True, help="the day (dt=) to process, YYYY-MM-DD"
+    )
+    run.add_argument(
+        "--datasets",
+        type=_datasets,
+        default=None,
+        help="comma-separated datasets to process (default: all four)",
+    )
+    run.add_argument(
+        "--reprocess", action="store_true", help="process files already ingested unchanged again"
+    )
+    _add_ui_options(run)
     run.set_defaults(handler=cmd_run)
 
     backfill = commands.add_parser("backfill", help="run the backfill flow over a date range")
-    backfill.add_argument("--start-date", type=iso_date, required=True)
-    backfill.add_argument("--end-date", type=iso_date, required=True)
-    backfill.add_argument("--datasets", type=_datasets, default=None)
-    backfill.add_argument("--reprocess", action="store_true")
+    backfill.add_argument(
+        "--start-date", type=iso_date, required=True, help="first day to process, YYYY-MM-DD"
+    )
+    backfill.add_argument(
+        "--end-date", type=iso_date, required=True, help="last day to process (inclusive)"
+    )
+    backfill.add_argument(
+        "--datasets",
+        type=_datasets,
+        default=None,
+        help="comma-separated datasets to process (default: all four)",
+    )
+    backfill.add_argument(
+        "--reprocess", action="store_true", help="process files already ingested unchanged again"
+    )
+    _add_ui_options(backfill)
     backfill.set_defaults(handler=cmd_backfill)
 
     retention = commands.add_parser("retention", help="apply the retention rules")
@@ -82,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     files = commands.add_parser(
         "silver-files", help="print a silver Delta table's address and its committed files"
     )
-    files.add_argument("dataset", type=Dataset, choices=list(Dataset))
+    files.add_argument(
+        "dataset", type=Dataset, choices=list(Dataset), help="the silver table (a dataset)"
+    )
     files.set_defaults(handler=cmd_silver_files)
 
     migrate = commands.add_parser(
@@ -90,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(handler=cmd_migrate_silver)
     return parser
+
+
+def _add_ui_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--with-ui",
+        action="store_true",
+        help=f"run against a local Prefect server with its UI on http://{UI_HOST}:{UI_PORT} "
+        "(started if none answers there, stopped at the end)",
+    )
+    command.add_argument(
+        "--keep-ui",
+        action="store_true",
+        help="with --with-ui: leave the Prefect server running after the command",
+    )
 
 
 def cmd_init_local(args: argparse.Namespace) -> int:
@@ -104,31 +156,37 @@ def cmd_init_local(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _check_run_settings()
-    _console_logs_without_tracebacks()
-    from flows.daily import ALL_DATASETS, daily
+    settings = _check_run_settings()
+    with _prefect_api(args):
+        _console_logs_without_tracebacks()
+        from flows.daily import ALL_DATASETS, daily
 
-    report = daily(
-        run_date=args.date, datasets=args.datasets or ALL_DATASETS, reprocess=args.reprocess
-    )
-    _print_report(report)
+        report = daily(
+            run_date=args.date, datasets=args.datasets or ALL_DATASETS, reprocess=args.reprocess
+        )
+        _print_report(report, settings)
+        if args.with_ui:
+            print(f"flow run: {ui_url()}/runs/flow-run/{report.run_id}")
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    _check_run_settings()
-    _console_logs_without_tracebacks()
-    from flows.backfill import backfill
-    from flows.daily import ALL_DATASETS
+    settings = _check_run_settings()
+    with _prefect_api(args):
+        _console_logs_without_tracebacks()
+        _print_progress()
+        from flows.backfill import backfill
+        from flows.daily import ALL_DATASETS
 
-    summary = backfill(
-        start_date=args.start_date,
-        end_date=args.end_date,
-        datasets=args.datasets or ALL_DATASETS,
-        reprocess=args.reprocess,
-    )
-    for line in summary.lines():
-        print(line)
+        summary = backfill(
+            start_date=args.start_date,
+            end_date=args.end_date,
+            datasets=args.datasets or ALL_DATASETS,
+            reprocess=args.reprocess,
+        )
+        for line in summary.closing_lines():
+            print(line)
+        _print_gold_summary(settings)
     return 0 if summary.succeeded else EXIT_FAILED
 
 
@@ -172,11 +230,7 @@ def cmd_migrate_silver(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_report(report: object) -> None:
-    from ecom_pipeline.run.report import RunReport
-
-    assert isinstance(report, RunReport)
-    settings = load_settings()
+def _print_report(report: RunReport, settings: Settings) -> None:
     for name, dataset in sorted(report.datasets.items()):
         print(
             f"{name:>9}: {dataset.total('rows_read')} read, "
@@ -186,8 +240,49 @@ def _print_report(report: object) -> None:
             f"{len(dataset.partitions_written)} partition(s) written"
         )
     print(f"lake: {settings.lake_uri}  manifest: {report.manifest_key}")
-    url = settings.warehouse_url
-    print(f"warehouse: {_safe_url(url.get_secret_value())} (schema {settings.warehouse_schema})")
+    _print_gold_summary(settings)
+
+
+def _print_gold_summary(settings: Settings) -> None:
+    """The gold tables in the warehouse: rows, months covered, and where to query them."""
+    from ecom_pipeline.gold.tables import GOLD_TABLES
+    from ecom_pipeline.warehouse.engine import open_warehouse
+
+    with open_warehouse(settings) as warehouse:
+        tables = {table.name: warehouse.read_table(table) for table in GOLD_TABLES}
+        where = f"{warehouse.display_url} (schema {warehouse.schema})"
+    for line in gold_summary_lines(
+        {name: (rows.num_rows, rows.column("month").to_pylist()) for name, rows in tables.items()},
+        where,
+        settings.warehouse_schema,
+    ):
+        print(line)
+
+
+def gold_summary_lines(
+    tables: dict[str, tuple[int, list[str]]], where: str, schema: str
+) -> list[str]:
+    """Plain lines naming each gold table with its rows and months, then where to query them.
+
+    Args:
+        tables: per table name, its row count and the ``month`` value of each row.
+        where: the warehouse, password hidden, and its schema.
+        schema: the schema, for the example query.
+    """
+    lines = [f"gold tables in {where}:"]
+    for name, (rows, months) in tables.items():
+        lines.append(f"  {name:<18} {rows:>7} rows  {_months_text(sorted(set(months)))}")
+    first = next(iter(tables), "daily_revenue")
+    lines.append(f"  query them with SQL as {schema}.<table>, e.g. {schema}.{first}")
+    return lines
+
+
+def _months_text(months: list[str]) -> str:
+    if not months:
+        return "no months"
+    if len(months) == 1:
+        return f"month {months[0]}"
+    return f"months {months[0]}..{months[-1]} ({len(months)})"
 
 
 def _safe_url(url: str) -> str:
@@ -232,6 +327,109 @@ def _console_logs_without_tracebacks() -> None:
             handler.setFormatter(_WithoutTraceback(handler.formatter))
 
 
+def _print_progress() -> None:
+    """Lines the flows log on `PROGRESS_LOGGER` (a finished day) are printed plainly on stdout."""
+    from ecom_pipeline.run.report import PROGRESS_LOGGER
+
+    progress = logging.getLogger(PROGRESS_LOGGER)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+
+
+def ui_url(host: str = UI_HOST, port: int = UI_PORT) -> str:
+    """The address of the Prefect UI that ``--with-ui`` uses."""
+    return f"http://{host}:{port}"
+
+
+def _api_answers(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as reply:  # nosec B310
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def _prefect_api(args: argparse.Namespace) -> Iterator[None]:
+    """With ``--with-ui``: the command runs against a local Prefect server and its UI."""
+    if not args.with_ui:
+        yield
+        return
+    with prefect_ui(keep=args.keep_ui):
+        yield
+
+
+@contextmanager
+def prefect_ui(host: str = UI_HOST, port: int = UI_PORT, *, keep: bool = False) -> Iterator[str]:
+    """Point this process at a Prefect server on ``host:port``, starting one if none answers.
+
+    Sets ``PREFECT_API_URL`` for the block (before Prefect is imported, which reads it once) and
+    prints where to look. A server started here is stopped at the end unless ``keep``; its log
+    goes to ``$PREFECT_HOME/ui-server.log``.
+
+    Yields:
+        The UI's address, e.g. ``http://127.0.0.1:4200``.
+    """
+    url = ui_url(host, port)
+    api_url = f"{url}/api"
+    server: subprocess.Popen[bytes] | None = None
+    if not _api_answers(api_url):
+        log_path = Path(os.environ.get("PREFECT_HOME", ".prefect")) / "ui-server.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "prefect", "server", "start"]
+        with log_path.open("ab") as log:
+            server = subprocess.Popen(  # nosec B603 - our own interpreter, fixed arguments
+                [*command, "--host", host, "--port", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        print(f"starting a Prefect server on {url} (log: {log_path})", flush=True)
+        deadline = time.monotonic() + UI_START_SECONDS
+        while not _api_answers(api_url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise ConfigurationError(
+                    f"the Prefect server on {url} did not start within {UI_START_SECONDS:.0f} s "
+                    f"(exit code {server.poll()}); see {log_path}"
+                )
+            time.sleep(0.5)
+    saved = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = api_url
+    print(f"Prefect UI: {url}/runs (flow runs of this command)", flush=True)
+    try:
+        yield url
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
+        if server is not None:
+            if keep:
+                print(f"the Prefect server keeps running on {url} (stop it: kill {server.pid})")
+            else:
+                _drain_prefect_workers()
+                server.terminate()
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+
+
+def _drain_prefect_workers() -> None:
+    """Send the log lines and events Prefect still holds before its server goes away."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all()
+    EventsWorker.drain_all()
+
+
 def _quiet_console() -> None:
     """Only warnings and errors reach the console from now on: the closing paragraph stays the
     last thing said, not Prefect's "stopping temporary server" at exit."""
@@ -257,9 +455,34 @@ def failure_paragraph(command: str, exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command in ``argv``; without ``argv`` (the program itself) the process ends here.
+
+    As the program, the process ends through `_end_process`, which skips the interpreter's
+    final teardown; called with ``argv`` (tests, other code) it returns the exit code.
+    """
     _quiet_prefect_defaults()
     args = build_parser().parse_args(argv)
-    return run_command(args.command, lambda: int(args.handler(args)))
+    code = run_command(args.command, lambda: int(args.handler(args)))
+    if argv is None:
+        _end_process(code)
+    return code
+
+
+def _end_process(code: int) -> NoReturn:
+    """Run the exit handlers (Prefect stops its temporary server and flushes its logs), flush
+    stdout and stderr, and end the process without the interpreter's final module teardown.
+
+    That teardown is where DuckDB's binding printed pages of ``nanobind: leaked ...``: no
+    connection or engine is open by then, but when CPython's last clearing pass frees the
+    ``duckdb.value.constant`` module after its final garbage collection, the module's globals
+    are left in a reference cycle with its classes and nothing collects it, so nanobind's exit
+    check finds DuckDB's type constants still alive.
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    # DuckDB 2.0's nanobind check misreports an uncollected cycle at teardown: skip teardown.
+    os._exit(code)
 
 
 def run_command(command: str, handler: Callable[[], int]) -> int:

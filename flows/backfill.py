@@ -9,6 +9,8 @@ for a re-run and the backfill ends failed.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from datetime import date
 from typing import Annotated
 from uuid import UUID
@@ -24,7 +26,8 @@ from prefect.deployments import arun_deployment
 from pydantic import Field
 
 from ecom_pipeline.contracts.datasets import Dataset
-from ecom_pipeline.run.backfill import BackfillSummary, DayOutcome, days_between
+from ecom_pipeline.run.backfill import BackfillSummary, DayOutcome, day_outcome, days_between
+from ecom_pipeline.run.report import PROGRESS_LOGGER
 from ecom_pipeline.run.resources import build_resources
 from ecom_pipeline.settings import load_settings
 from flows.alerts import report_outcome
@@ -81,10 +84,13 @@ def backfill(
         summary = BackfillSummary()
         with tags(tag):
             for done, day in enumerate(days, start=1):
+                started = time.perf_counter()
                 state = daily(
                     run_date=day, datasets=datasets, reprocess=reprocess, return_state=True
                 )
-                summary.days.append(DayOutcome(day, state.type.value, state.message or ""))
+                outcome = day_outcome(day, state, time.perf_counter() - started)
+                summary.days.append(outcome)
+                logging.getLogger(PROGRESS_LOGGER).info(outcome.line())
                 update_progress_artifact(progress, 100.0 * done / len(days))
     for line in summary.lines():
         logger.info(line)

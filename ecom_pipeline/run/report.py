@@ -37,6 +37,9 @@ def markdown_text(text: str) -> str:
     return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in flat)
 
 
+#: Flows log a line per finished day on this logger; the CLI prints those lines on stdout.
+PROGRESS_LOGGER = "ecom_pipeline.progress"
+
 #: processed; skipped (already ingested); ignored (no delivery, see ``reason``); failed.
 FileStatus = Literal["processed", "skipped", "ignored", "failed"]
 #: The manifest lists at most this many dropped column names per file, each cut to this length:
@@ -117,6 +120,10 @@ class RunReport:
 
     def dataset(self, name: str) -> DatasetReport:
         return self.datasets.setdefault(name, DatasetReport(dataset=name))
+
+    def total(self, attribute: str) -> int:
+        """``attribute`` (``rows_read``, ``rows_written``, …) summed over every dataset."""
+        return sum(dataset.total(attribute) for dataset in self.datasets.values())
 
     def unbalanced_files(self) -> list[FileAccount]:
         return [
