@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the daily flow for one day")
     run.add_argument(
-        "--date", type=iso_date, required=True, help="the day (dt=) to process, YYYY-MM-DD"
+        "--date",
+        type=iso_date,
+        required=True,
+        help="the delivery day to process (its raw folders), YYYY-MM-DD",
     )
     run.add_argument(
         "--datasets",
