@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Literal
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.errors import BadFileError, LakeKeyError
@@ -21,6 +22,32 @@ from ecom_pipeline.lake.storage import Lake, LakeObject, check_key
 UNKNOWN_DATASET = "_unknown"
 #: Names upstream tools give files still being written; never read as deliveries.
 TEMPORARY_NAME_PREFIX = ".tmp-"
+
+
+#: processed; skipped (already ingested); ignored (no delivery, see ``reason``); failed.
+FileStatus = Literal["processed", "skipped", "ignored", "failed"]
+
+
+@dataclass
+class FileAccount:
+    """What became of the rows of one input file in this run."""
+
+    source: str
+    dataset: str
+    sha256: str
+    size: int
+    status: FileStatus = "processed"
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    rows_superseded: int = 0
+    error: str | None = None
+    dropped_columns: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_written + self.rows_quarantined + self.rows_superseded
 
 
 @dataclass(frozen=True)

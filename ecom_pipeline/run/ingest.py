@@ -14,8 +14,8 @@ from datetime import date
 from ecom_pipeline.contracts.datasets import Dataset
 from ecom_pipeline.errors import BadFileError, printable
 from ecom_pipeline.lake import intake
+from ecom_pipeline.lake.intake import FileAccount
 from ecom_pipeline.lake.storage import Lake
-from ecom_pipeline.run.report import FileAccount
 
 log = logging.getLogger(__name__)
 

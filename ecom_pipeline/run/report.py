@@ -11,11 +11,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ecom_pipeline.errors import printable
 from ecom_pipeline.lake import layout
+from ecom_pipeline.lake.intake import FileAccount
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.run.metrics import Metric
 from ecom_pipeline.run.notifier import Alert
@@ -40,34 +41,10 @@ def markdown_text(text: str) -> str:
 #: Flows log a line per finished day on this logger; the CLI prints those lines on stdout.
 PROGRESS_LOGGER = "ecom_pipeline.progress"
 
-#: processed; skipped (already ingested); ignored (no delivery, see ``reason``); failed.
-FileStatus = Literal["processed", "skipped", "ignored", "failed"]
 #: The manifest lists at most this many dropped column names per file, each cut to this length:
 #: a header of a million made-up columns must not make a million-entry manifest.
 DROPPED_COLUMNS_LISTED = 20
 DROPPED_COLUMN_NAME_CHARS = 64
-
-
-@dataclass
-class FileAccount:
-    """What became of the rows of one input file in this run."""
-
-    source: str
-    dataset: str
-    sha256: str
-    size: int
-    status: FileStatus = "processed"
-    rows_read: int = 0
-    rows_written: int = 0
-    rows_quarantined: int = 0
-    rows_superseded: int = 0
-    error: str | None = None
-    dropped_columns: list[str] = field(default_factory=list)
-    reason: str | None = None
-
-    @property
-    def balanced(self) -> bool:
-        return self.rows_read == self.rows_written + self.rows_quarantined + self.rows_superseded
 
 
 @dataclass

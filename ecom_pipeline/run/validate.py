@@ -10,9 +10,10 @@ from ecom_pipeline.contracts.datasets import SPECS, Dataset, validated_schema
 from ecom_pipeline.contracts.validation import FileValidation, RunContext, ValidatedFile
 from ecom_pipeline.errors import BadFileError, printable
 from ecom_pipeline.lake import intake
+from ecom_pipeline.lake.intake import FileAccount
 from ecom_pipeline.lake.staging import Staging
 from ecom_pipeline.lake.storage import Lake
-from ecom_pipeline.run.report import FileAccount, capped_columns
+from ecom_pipeline.run.report import capped_columns
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 from ecom_pipeline.contracts.datasets import SPECS, UNKNOWN_REGION, Dataset, DatasetSpec
 from ecom_pipeline.contracts.validation import ValidatedFile
 from ecom_pipeline.lake import layout
+from ecom_pipeline.lake.intake import FileAccount
 from ecom_pipeline.lake.storage import Lake
-from ecom_pipeline.run.report import FileAccount
 from ecom_pipeline.silver.store import ACCOUNTED, SilverStore
 
 
