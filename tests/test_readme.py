@@ -1,4 +1,5 @@
-"""The README's configuration table lists exactly the ``ECOM_`` variables the code reads."""
+"""The README stays true: its configuration table lists exactly the ``ECOM_`` variables the
+code reads, and its layout section names every package and module of the tree."""
 
 from __future__ import annotations
 
@@ -64,3 +65,39 @@ def test_the_readme_lists_every_ecom_variable_the_code_reads_and_no_other() -> N
     assert sorted(set(listed) - read) == [], "in the README table, never read by the code"
     for name, (default, meaning) in listed.items():
         assert default and meaning, f"{name}: give its default and what it does"
+
+
+def readme_layout() -> dict[str, str]:
+    """The layout block under "## Layout": each top-level entry → its text (continuations
+    included); the package's layers appear as ``ecom_pipeline/<layer>/`` entries."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("\n## Layout\n", 1)[1].split("```", 2)[1]
+    entries: dict[str, str] = {}
+    parent, current = "", ""
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        name, _, rest = line.strip().partition(" ")
+        if not line.startswith(" " * 20):  # a new entry, top level or indented under the package
+            current = (parent + name) if line.startswith("  ") else name
+            if not line.startswith("  "):
+                parent = name
+            entries[current] = ""
+        entries[current] += " " + (rest if not line.startswith(" " * 20) else line.strip())
+    return entries
+
+
+def test_the_readme_layout_names_every_layer_and_module_of_the_package() -> None:
+    entries = readme_layout()
+    package = ROOT / "ecom_pipeline"
+    layers = sorted(p.name for p in package.iterdir() if (p / "__init__.py").is_file())
+    for layer in layers:
+        described = entries.get(f"ecom_pipeline/{layer}/")
+        assert described is not None, f"ecom_pipeline/{layer}/ is missing from the README layout"
+        words = set(re.findall(r"[a-z_]+", described))
+        modules = {p.stem for p in (package / layer).glob("*.py")} - {"__init__"}
+        assert sorted(modules - words) == [], f"{layer}/: modules the README layout omits"
+    top = {p.stem for p in package.glob("*.py")} - {"__init__"}
+    assert sorted(f"ecom_pipeline/{m}" for m in top if f"ecom_pipeline/{m}" not in entries) == []
+    for folder in ("flows", "tasks", "deployments", "devtools", "docker", "benchmarks", "tests"):
+        assert f"{folder}/" in entries, f"{folder}/ is missing from the README layout"
