@@ -28,6 +28,7 @@ from flows.alerts import report_outcome
 from tasks.gold import build_gold
 from tasks.ingest import ingest_raw_files, record_ingested
 from tasks.load import load_warehouse
+from tasks.policy import retries_granted
 from tasks.report import notify, publish_metrics, publish_report
 from tasks.silver import write_silver
 from tasks.validate import validate_dataset
@@ -118,6 +119,10 @@ def daily(
         loads=loads,
         seconds=clock.seconds,
         threshold_for=settings.threshold_for,
+        retries={
+            "tasks": retries_granted(runtime.flow_run.id),
+            "lake_requests": resources.lake.request_retries,
+        },
     )
     publish_report(resources, report)
     publish_metrics(resources, report)

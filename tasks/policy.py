@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -31,6 +32,9 @@ BACKOFF_FACTOR_SECONDS = 10
 JITTER_FACTOR = 0.5
 #: A hung task is stopped after this long (the SLA alert comes earlier, while it still runs).
 TASK_TIMEOUT = timedelta(hours=3)
+#: Retries granted per (flow run id, task run name), counted where they are decided.
+_granted: Counter[tuple[str, str]] = Counter()
+_granted_lock = threading.Lock()
 
 
 def retry_unless_deterministic(task: Task[..., Any], task_run: TaskRun, state: State) -> bool:
@@ -42,8 +46,19 @@ def retry_unless_deterministic(task: Task[..., Any], task_run: TaskRun, state: S
     except TaskRunTimeoutError:
         return False
     except Exception as exc:
-        return is_transient(exc)
+        retry = is_transient(exc)
+        if retry:  # Prefect asks only while retries remain: True means one more attempt
+            with _granted_lock:
+                _granted[(str(task_run.flow_run_id), task_run.name)] += 1
+        return retry
     return False
+
+
+def retries_granted(flow_run_id: object) -> dict[str, int]:
+    """Task run name → retries granted so far, for the task runs of one flow run (this
+    process ran them); the run manifest records them."""
+    with _granted_lock:
+        return {name: n for (run, name), n in sorted(_granted.items()) if run == str(flow_run_id)}
 
 
 def send_sla_alert(

@@ -22,6 +22,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -75,6 +76,10 @@ class Lake(ABC):
 
     #: The root as configured: a folder path or ``s3://bucket[/prefix]``.
     root: str
+    #: Requests the storage client sent again after a transient failure (throttling, 5xx, a
+    #: reset), counted where the client reports them (boto3's calls; Arrow's and delta-rs'
+    #: own retries are not reported to us). The run manifest records it.
+    request_retries: int = 0
 
     # -- storage primitives -------------------------------------------------------------
     @abstractmethod
@@ -308,7 +313,15 @@ class S3Lake(Lake):
         self.endpoint_url = endpoint_url
         self.region = region
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+        self.client.meta.events.register("after-call.s3", self._count_retries)
+        self._retries_lock = threading.Lock()
         self._arrow: pafs.S3FileSystem | None = None
+
+    def _count_retries(self, parsed: dict[str, Any], **_: Any) -> None:
+        retried = int(parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        if retried:
+            with self._retries_lock:  # tasks of one run share the lake from several threads
+                self.request_retries += retried
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)

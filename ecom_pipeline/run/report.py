@@ -86,6 +86,9 @@ class RunReport:
     warehouse_rows: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: What was tried again on the way: ``tasks`` (task name → retries) and
+    #: ``lake_requests`` (storage requests the client repeated, see `Lake.request_retries`).
+    retries: dict[str, Any] = field(default_factory=dict)
 
     @property
     def manifest_key(self) -> str:
@@ -296,6 +299,7 @@ def build_report(
     loads: list[LoadResult],
     seconds: dict[str, float],
     threshold_for: Callable[[str], float],
+    retries: dict[str, Any] | None = None,
 ) -> RunReport:
     """The run's report from its stages' results, with every reason it must end failed.
 
@@ -308,9 +312,14 @@ def build_report(
         loads: the warehouse loads.
         seconds: wall time per stage.
         threshold_for: the quarantined share above which a dataset fails.
+        retries: what was tried again (see `RunReport.retries`).
     """
     report = RunReport(
-        run_id=run.run_id, run_date=run_date, started_at=run.ingested_at, seconds=dict(seconds)
+        run_id=run.run_id,
+        run_date=run_date,
+        started_at=run.ingested_at,
+        seconds=dict(seconds),
+        retries=dict(retries or {}),
     )
     for account in not_processed:
         report.dataset(account.dataset).files.append(account)

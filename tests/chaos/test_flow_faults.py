@@ -9,6 +9,7 @@ server errors, resets, lost replies, slow and truncated replies. Both must succe
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 
 from devtools.generate import GeneratorConfig, generate_day, write_raw_files
 from ecom_pipeline.contracts.datasets import INGESTED_AT, RUN_ID, SPECS, Dataset
+from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.storage import Lake, open_lake
 from ecom_pipeline.silver.store import SilverStore
 from flows.daily import daily
@@ -93,7 +95,21 @@ def faulty_daily_equals_clean(
     for table, rows in clean_wh.items():
         assert rows, f"{table}: the clean run loaded nothing"
         assert normalised(faulty_wh[table]) == normalised(rows), table
+    # The manifests count what was tried again: nothing in the clean run, some under faults.
+    assert retries_recorded(clean) == 0
+    assert retries_recorded(faulty) >= 1, proxy.injected
     return proxy
+
+
+def retries_recorded(lake: Lake) -> int:
+    """Task retries plus repeated storage requests, over the manifests of a lake's runs."""
+    total = 0
+    for item in lake.list(layout.RUNS_PREFIX):
+        parsed = layout.parse_key(item.key)
+        if parsed is not None and parsed.kind == "manifest":
+            retries = json.loads(lake.read_bytes(item.key))["retries"]
+            total += retries["lake_requests"] + sum(retries["tasks"].values())
+    return total
 
 
 def test_daily_through_s3_and_sns_faults_equals_a_clean_run(
