@@ -84,16 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="the delivery day to process (its raw folders), YYYY-MM-DD",
     )
-    run.add_argument(
-        "--datasets",
-        type=_datasets,
-        default=None,
-        help="comma-separated datasets to process (default: all four)",
-    )
-    run.add_argument(
-        "--reprocess", action="store_true", help="process files already ingested unchanged again"
-    )
-    _add_ui_options(run)
+    _add_run_options(run)
     run.set_defaults(handler=cmd_run)
 
     backfill = commands.add_parser("backfill", help="run the backfill flow over a date range")
@@ -103,16 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--end-date", type=iso_date, required=True, help="last day to process (inclusive)"
     )
-    backfill.add_argument(
-        "--datasets",
-        type=_datasets,
-        default=None,
-        help="comma-separated datasets to process (default: all four)",
-    )
-    backfill.add_argument(
-        "--reprocess", action="store_true", help="process files already ingested unchanged again"
-    )
-    _add_ui_options(backfill)
+    _add_run_options(backfill)
     backfill.set_defaults(handler=cmd_backfill)
 
     retention = commands.add_parser("retention", help="apply the retention rules")
@@ -133,7 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_ui_options(command: argparse.ArgumentParser) -> None:
+def _add_run_options(command: argparse.ArgumentParser) -> None:
+    """The options `run` and `backfill` share: what to process, and where to watch it."""
+    command.add_argument(
+        "--datasets",
+        type=_datasets,
+        default=None,
+        help="comma-separated datasets to process (default: all four)",
+    )
+    command.add_argument(
+        "--reprocess", action="store_true", help="process files already ingested unchanged again"
+    )
     command.add_argument(
         "--with-ui",
         action="store_true",
