@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ecom_pipeline.lake.failpoints import failpoint
+
 
 @dataclass(frozen=True)
 class StagedRows:
@@ -56,6 +58,7 @@ class Staging:
             for table in tables:
                 writer.write_table(table.select(schema.names).cast(schema))
                 rows += table.num_rows
+        failpoint(f"validate:{group}:staged")
         return StagedRows(path, schema, rows)
 
     def discard(self, group: str) -> None:
