@@ -254,7 +254,12 @@ def heals(setup: Setup, monkeypatch: pytest.MonkeyPatch, lake_uri: str, schema: 
     ("name", "credentials", "expected"),
     [
         ("wrong-key", {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0"}, "InvalidAccessKeyId"),
-        ("expired-token", {"AWS_SESSION_TOKEN": "expired-session-token"}, "ExpiredToken"),
+        pytest.param(
+            "expired-token",
+            {"AWS_SESSION_TOKEN": "expired-session-token"},
+            "ExpiredToken",
+            marks=pytest.mark.chaos_full,
+        ),
     ],
 )
 def test_a_wrong_or_expired_credential_fails_in_one_paragraph_and_writes_nothing(
