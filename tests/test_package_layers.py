@@ -17,7 +17,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "lake": {"errors", "settings", "contracts.datasets"},
     "silver": {"errors", "contracts", "lake"},
     "gold": {"errors", "contracts", "lake", "silver"},
-    "warehouse": {"errors", "settings", "gold.tables", "lake.layout"},
+    "warehouse": {"errors", "settings", "gold.tables", "lake.layout", "lake.failpoints"},
 }
 
 

@@ -10,7 +10,11 @@ Two switches, both unset in production (then nothing here costs anything):
   timer lands a kill in the middle of a merge or a compaction.
 
 A kill from inside the process lands at an exact, repeatable step, which an outside timer
-cannot do.
+cannot do. The named points, in the order a daily run meets them: ``ingest:listed``,
+``ingest:checksummed`` (first file), ``validate:{dataset}:staged`` (first file's valid rows on
+scratch disk), ``silver:{dataset}:before-merge|after-merge|before-compact|after-compact``,
+``load:{table}:before-commit|after-commit`` and ``ledger:{dataset}:before-write``; the lake
+writes (gold files, the gold lock, the ledger, the manifest) are reached by the write counter.
 """
 
 from __future__ import annotations

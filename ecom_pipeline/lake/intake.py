@@ -16,6 +16,7 @@ from typing import Literal
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.errors import BadFileError, LakeKeyError
 from ecom_pipeline.lake import layout
+from ecom_pipeline.lake.failpoints import failpoint
 from ecom_pipeline.lake.storage import Lake, LakeObject, check_key
 
 #: Pseudo-dataset under which files of unknown dataset folders are quarantined.
@@ -121,6 +122,7 @@ def discover(lake: Lake, day: date) -> DayListing:
         else:
             listing.files.setdefault(verdict, []).append(item.key)
     listing.files = {name: sorted(keys) for name, keys in sorted(listing.files.items())}
+    failpoint("ingest:listed")
     return listing
 
 
@@ -207,6 +209,7 @@ def read_input(lake: Lake, dataset: str, key: str, day: date) -> RawInput:
         raise BadFileError(key, exc.reason) from None
     except (PermissionError, IsADirectoryError) as exc:
         raise BadFileError(key, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    failpoint("ingest:checksummed")
     return RawInput(dataset, key, day, digest.hexdigest(), size)
 
 
@@ -234,6 +237,7 @@ def record_ingested(
     """Add these files to the day's ledger (after their rows are committed to silver)."""
     if not items:
         return
+    failpoint(f"ledger:{dataset}:before-write")
     ledger = read_ledger(lake, dataset, day)
     now = datetime.now(UTC).isoformat()
     for item in items:

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ecom_pipeline.errors import PipelineError
+from ecom_pipeline.lake.failpoints import failpoint
+
 
 @dataclass(frozen=True)
 class StagedRows:
@@ -50,17 +53,45 @@ class Staging:
         """Stage the tables' rows (each cast to ``schema``) as ``group/name``, replacing any
         earlier rows of that name (a retried task writes its file again)."""
         path = self.root / group / f"{name}.arrows"
-        path.parent.mkdir(parents=True, exist_ok=True)
         rows = 0
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for table in tables:
-                writer.write_table(table.select(schema.names).cast(schema))
-                rows += table.num_rows
+        with scratch_errors(self.root):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+                for table in tables:
+                    writer.write_table(table.select(schema.names).cast(schema))
+                    rows += table.num_rows
+        failpoint(f"validate:{group}:staged")
         return StagedRows(path, schema, rows)
 
     def discard(self, group: str) -> None:
         """Remove every row staged in ``group``."""
         shutil.rmtree(self.root / group, ignore_errors=True)
+
+
+class ScratchSpaceError(PipelineError):
+    """The scratch folder cannot be used (full disk, file size limit, not a folder, no
+    permission). Retrying does not help; the message says which folder and why."""
+
+    def __init__(self, folder: Path, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        remedy = "free space there"
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason, remedy = f"{reason}: a file is in the way of the folder", "move the file"
+        super().__init__(
+            f"the scratch folder {folder} cannot hold the run's staged rows ({reason}); "
+            f"{remedy} or set ECOM_SCRATCH_DIR to a folder on a disk with room"
+        )
+
+
+@contextmanager
+def scratch_errors(folder: Path) -> Iterator[None]:
+    """Local disk errors in ``folder`` as a `ScratchSpaceError` that names it."""
+    try:
+        yield
+    except ScratchSpaceError:
+        raise
+    except OSError as exc:
+        raise ScratchSpaceError(folder, exc) from exc
 
 
 @contextmanager
@@ -84,9 +115,10 @@ def scratch_folder(parent: str | None, prefix: str) -> Iterator[Path]:
     ``ecom-*`` folders beside it whose owner is gone: a killed 10 M-order run leaves gigabytes.
     """
     base = Path(parent or tempfile.gettempdir())
-    base.mkdir(parents=True, exist_ok=True)
-    remove_abandoned(base)
-    root = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    with scratch_errors(base):
+        base.mkdir(parents=True, exist_ok=True)
+        remove_abandoned(base)
+        root = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     # Locked before it gets its name, so no other process can see the folder unowned.
     handle = open(root / f"{OWNER_LOCK}.new", "w")  # noqa: SIM115 - held for the folder's life
     try:

@@ -103,15 +103,26 @@ def merge_into_silver(
     if dataset == Dataset.ORDERS:
         incoming = _with_regions_and_moves(lake, store, incoming)
     result = store.merge(incoming, run_id)
-    compacted = store.compact(result.rewritten, run_id)
+    touched, rewritten, version = set(result.touched), set(result.rewritten), result.version
+    unknown = f"customer_region={UNKNOWN_REGION}"
+    if dataset == Dataset.ORDERS and any(p.endswith(unknown) for p in store.current().partitions):
+        # A concurrent run may have committed a customer after our regions were read, and
+        # moved the UNKNOWN orders it saw before ours were committed: move once more, now.
+        settled = store.merge(
+            _with_regions_and_moves(lake, store, store.schema.empty_table()), run_id
+        )
+        touched.update(settled.touched)
+        rewritten.update(settled.rewritten)
+        version = max(version, settled.version)
+    compacted = store.compact(sorted(rewritten), run_id)
     return SilverOutcome(
         [
             _accounted(account, item, result.written_by_source.get(item.source, 0))
             for item, account in zip(validated, accounts, strict=True)
         ],
-        touched=result.touched,
-        rewritten=result.rewritten,
-        version=result.version,
+        touched=sorted(touched),
+        rewritten=sorted(rewritten),
+        version=version,
         compacted=compacted,
         dates=dates,
     )

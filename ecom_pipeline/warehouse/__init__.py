@@ -2,5 +2,5 @@
 
 Owns the engine adapter with its one-transaction-per-table load (``engine``) and the SQL it
 speaks per dialect (``sql``). May import ``gold.tables``, ``lake.layout`` (the gold file
-keys), ``settings`` and ``errors``.
+keys), ``lake.failpoints`` (test-only kill points), ``settings`` and ``errors``.
 """

@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from ecom_pipeline.errors import ConfigurationError, WarehouseLoadError
 from ecom_pipeline.gold.tables import LOADED_AT, MONTH, GoldTable
 from ecom_pipeline.lake import layout
+from ecom_pipeline.lake.failpoints import failpoint
 from ecom_pipeline.settings import Settings
 from ecom_pipeline.warehouse import sql as q
 
@@ -428,6 +429,8 @@ class Warehouse:
                 {"loaded_at": stamp},
             ).rowcount
             conn.execute(sql_text(q.drop_staging_sql(dialect, staging)))
+            failpoint(f"load:{table.name}:before-commit")
+        failpoint(f"load:{table.name}:after-commit")
         result = LoadResult(
             table=table.name,
             months=month_list,

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
@@ -96,6 +97,11 @@ class FaultyHttpProxy:
         """Give the next requests (of ``methods``) these faults, one each, before any drawn."""
         with self._lock:
             self._script.extend(kinds)
+
+    def refusal(self, method: str, path: str, headers: Message) -> tuple[int, str, str] | None:
+        """An AWS error answer (status, code, message) to give this request instead of
+        forwarding it, or None. None here; subclasses refuse credentials or writes."""
+        return None
 
     def draw(self, method: str, path: str) -> FaultKind | None:
         """The fault for this request, or None (counts it)."""
@@ -175,6 +181,10 @@ class _FaultHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self._read_body()
+        refused = self.proxy.refusal(self.command, self.path, self.headers)
+        if refused is not None:
+            self._error(*refused)
+            return
         fault = self.proxy.draw(self.command, self.path)
         if fault == "slowdown":
             self._error(503, "SlowDown", "Please reduce your request rate.")

@@ -22,7 +22,7 @@ from prefect.settings import PREFECT_API_URL
 
 from devtools.generate import GeneratorConfig, generate_day, write_raw_files
 from ecom_pipeline.contracts.datasets import INGESTED_AT, RUN_ID, SPECS, Dataset
-from ecom_pipeline.lake.failpoints import FAILPOINT_AT_ENV
+from ecom_pipeline.lake.failpoints import FAILPOINT_AT_ENV, FAILPOINT_ENV
 from ecom_pipeline.lake.storage import Lake, LocalLake, open_lake
 from ecom_pipeline.silver.store import SilverStore
 from flows.daily import daily
@@ -77,14 +77,29 @@ def use(monkeypatch: pytest.MonkeyPatch, lake_uri: str, warehouse: Path) -> None
     monkeypatch.setenv("ECOM_WAREHOUSE_URL", f"duckdb:///{warehouse}")
 
 
-def run_killed(cwd: Path, lake_uri: str, warehouse: Path, kill_at: str) -> None:
+#: A kill point written ``write:N:prefix`` kills right after the N-th lake write under prefix.
+AFTER_WRITE = "write:"
+
+
+def run_killed(
+    cwd: Path, lake_uri: str, warehouse: Path | str, kill_at: str, **extra_env: str
+) -> None:
+    """Run the daily flow for SECOND in a subprocess that must die by SIGKILL at ``kill_at``:
+    a named failpoint (``name`` or ``name@seconds``) or ``write:N:prefix``. ``warehouse`` is a
+    DuckDB file or a SQLAlchemy URL."""
     env = {
         **os.environ,
         "ECOM_LAKE_URI": lake_uri,
-        "ECOM_WAREHOUSE_URL": f"duckdb:///{warehouse}",
+        "ECOM_WAREHOUSE_URL": (
+            f"duckdb:///{warehouse}" if isinstance(warehouse, Path) else warehouse
+        ),
         "PREFECT_API_URL": PREFECT_API_URL.value(),
-        FAILPOINT_AT_ENV: kill_at,
+        **extra_env,
     }
+    if kill_at.startswith(AFTER_WRITE):
+        env[FAILPOINT_ENV] = kill_at.removeprefix(AFTER_WRITE)
+    else:
+        env[FAILPOINT_AT_ENV] = kill_at
     killed = subprocess.run(
         [sys.executable, "-m", "ecom_pipeline.cli", "run", "--date", SECOND.isoformat()],
         env=env,
