@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import re
+from pathlib import Path
 from typing import Any, ClassVar
 
 
@@ -158,10 +159,32 @@ _ARROW_TRANSIENT = re.compile(
     r"AWS Error (NETWORK_CONNECTION|THROTTLING|SLOW_DOWN|SERVICE_UNAVAILABLE|INTERNAL_FAILURE)"
     r"|HTTP status (5\d\d|429)"
 )
+#: How delta-rs (object_store) words a request that failed on the network or the server; a
+#: body cut short is not retried inside it ("error reading a body from connection").
+_DELTA_TRANSIENT = re.compile(
+    r"Generic S3 error.*(body error|error reading a body|error sending request|connection"
+    r"|timed out|status(?: code)?:? (5\d\d|429)|SlowDown)",
+    re.DOTALL,
+)
 #: Socket errors that are not `ConnectionError` subclasses but mean the network, not the input.
 _TRANSIENT_ERRNOS = frozenset(
     {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN}
 )
+
+
+class ScratchSpaceError(PipelineError):
+    """The scratch folder cannot be used (full disk, file size limit, not a folder, no
+    permission). Retrying does not help; the message says which folder and why."""
+
+    def __init__(self, folder: Path, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        remedy = "free space there"
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason, remedy = f"{reason}: a file is in the way of the folder", "move the file"
+        super().__init__(
+            f"the scratch folder {folder} cannot hold the run's staged rows ({reason}); "
+            f"{remedy} or set ECOM_SCRATCH_DIR to a folder on a disk with room"
+        )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -213,5 +236,7 @@ def _transient_itself(exc: BaseException) -> bool:
     if isinstance(exc, transient_types):
         return True
     return isinstance(exc, OSError) and (
-        exc.errno in _TRANSIENT_ERRNOS or _ARROW_TRANSIENT.search(str(exc)) is not None
+        exc.errno in _TRANSIENT_ERRNOS
+        or _ARROW_TRANSIENT.search(str(exc)) is not None
+        or _DELTA_TRANSIENT.search(str(exc)) is not None
     )

@@ -47,7 +47,7 @@ def retry_unless_deterministic(task: Task[..., Any], task_run: TaskRun, state: S
         return False
     except Exception as exc:
         retry = is_transient(exc)
-        if retry:  # Prefect asks only while retries remain: True means one more attempt
+        if retry and task_run is not None:  # asked only while retries remain: one more try
             with _granted_lock:
                 _granted[(str(task_run.flow_run_id), task_run.name)] += 1
         return retry

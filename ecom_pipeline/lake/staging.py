@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ecom_pipeline.errors import PipelineError
+from ecom_pipeline.errors import ScratchSpaceError
 from ecom_pipeline.lake.failpoints import failpoint
 
 
@@ -66,21 +66,6 @@ class Staging:
     def discard(self, group: str) -> None:
         """Remove every row staged in ``group``."""
         shutil.rmtree(self.root / group, ignore_errors=True)
-
-
-class ScratchSpaceError(PipelineError):
-    """The scratch folder cannot be used (full disk, file size limit, not a folder, no
-    permission). Retrying does not help; the message says which folder and why."""
-
-    def __init__(self, folder: Path, exc: OSError) -> None:
-        reason = exc.strerror or str(exc)
-        remedy = "free space there"
-        if isinstance(exc, FileExistsError | NotADirectoryError):
-            reason, remedy = f"{reason}: a file is in the way of the folder", "move the file"
-        super().__init__(
-            f"the scratch folder {folder} cannot hold the run's staged rows ({reason}); "
-            f"{remedy} or set ECOM_SCRATCH_DIR to a folder on a disk with room"
-        )
 
 
 @contextmanager

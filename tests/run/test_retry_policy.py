@@ -9,6 +9,7 @@ import io
 import pkgutil
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import boto3
 import pyarrow.csv
@@ -112,6 +113,18 @@ def test_network_throttling_and_lost_connections_are_transient() -> None:
         assert retry_unless_deterministic(None, None, Failed(data=exc)), call.__name__  # type: ignore[arg-type]
 
 
+def test_a_delta_rs_read_cut_short_is_transient_a_missing_table_is_not() -> None:
+    """As delta-rs raised it in the fault suite (object_store does not retry a body cut short)."""
+    cut = OSError(
+        "Kernel error -> Generic S3 error\n  ↳ Error performing GET http://127.0.0.1:1/b/t/"
+        "_delta_log/_last_checkpoint in 111ms, after 1 retries, max_retries\n  ↳ 10, "
+        "retry_timeout\n  ↳ 180s  - HTTP error\n  ↳ request or response body error\n"
+        "  ↳ error reading a body from connection\n  ↳ end of file before message length reached"
+    )
+    assert is_transient(cut)
+    assert not is_transient(OSError("Generic S3 error: no such table: access denied (403)"))
+
+
 def test_everything_else_is_deterministic(moto_endpoint: str) -> None:
     full = raised(disk_full)
     assert isinstance(full, OSError) and full.errno == errno.ENOSPC
@@ -182,6 +195,9 @@ EXAMPLES: dict[type[PipelineError], PipelineError] = {
     errors.ConfigurationError: errors.ConfigurationError("ECOM_LAKE_URI: not a folder or s3://"),
     errors.LakeKeyError: errors.LakeKeyError("raw/../x.csv"),
     errors.LockTimeoutError: errors.LockTimeoutError("lock _locks/gold still held"),
+    errors.ScratchSpaceError: errors.ScratchSpaceError(
+        Path("/tmp/scratch"), OSError(errno.ENOSPC, "No space left on device")
+    ),
     errors.LockLostError: errors.LockLostError("lock _locks/gold (generation 3): expired"),
     errors.BadFileError: BadFileError("raw/orders/dt=2026-11-21/a.csv", "not UTF-8"),
     errors.AccountingError: errors.AccountingError("rows do not balance"),
