@@ -159,13 +159,6 @@ _ARROW_TRANSIENT = re.compile(
     r"AWS Error (NETWORK_CONNECTION|THROTTLING|SLOW_DOWN|SERVICE_UNAVAILABLE|INTERNAL_FAILURE)"
     r"|HTTP status (5\d\d|429)"
 )
-#: How delta-rs (object_store) words a request that failed on the network or the server; a
-#: body cut short is not retried inside it ("error reading a body from connection").
-_DELTA_TRANSIENT = re.compile(
-    r"Generic S3 error.*(body error|error reading a body|error sending request|connection"
-    r"|timed out|status(?: code)?:? (5\d\d|429)|SlowDown)",
-    re.DOTALL,
-)
 #: Socket errors that are not `ConnectionError` subclasses but mean the network, not the input.
 _TRANSIENT_ERRNOS = frozenset(
     {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN}
@@ -236,7 +229,5 @@ def _transient_itself(exc: BaseException) -> bool:
     if isinstance(exc, transient_types):
         return True
     return isinstance(exc, OSError) and (
-        exc.errno in _TRANSIENT_ERRNOS
-        or _ARROW_TRANSIENT.search(str(exc)) is not None
-        or _DELTA_TRANSIENT.search(str(exc)) is not None
+        exc.errno in _TRANSIENT_ERRNOS or _ARROW_TRANSIENT.search(str(exc)) is not None
     )
