@@ -96,7 +96,7 @@ _ARROW_TRANSIENT = re.compile(
 #: 5xx/429 answer; it retries some itself but never a body cut short, so one truncated reply
 #: would otherwise fail the task. ANSI colour codes are removed before matching.
 _OBJECT_STORE_TRANSIENT = re.compile(
-    r"Generic S3 error.*?(- HTTP error|Server returned non-2xx status code\W+(5\d\d|429)\b)",
+    r"Generic S3 error.*?(\bHTTP error\b|Server returned non-2xx status code\W+(5\d\d|429)\b)",
     re.DOTALL,
 )
 _ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")

@@ -37,14 +37,23 @@ def read_through(proxy: FaultyHttpProxy, uri: str) -> BaseException:
     return caught.value
 
 
-@pytest.mark.parametrize(("kind", "count"), [("truncated", 1), ("internal", 30), ("reset", 30)])
+@pytest.mark.parametrize(
+    "faults",
+    [
+        ["truncated"],  # the first GET: the `_last_checkpoint` object
+        ["slow", "truncated"],  # the second: the listing of `_delta_log/`
+        ["internal"] * 30,  # more than delta-rs's own retries
+        ["reset"] * 30,
+    ],
+    ids=["truncated-object", "truncated-listing", "internal", "reset"],
+)
 def test_a_delta_read_failed_by_the_network_or_a_5xx_is_transient(
-    s3_lake_uri: str, moto_endpoint: str, kind: FaultKind, count: int
+    s3_lake_uri: str, moto_endpoint: str, faults: list[FaultKind]
 ) -> None:
     uri = f"{s3_lake_uri}/table"
     write_deltalake(uri, pa.table({"a": [1, 2]}), storage_options=options(moto_endpoint))
     with FaultyHttpProxy(moto_endpoint, methods=["GET"]) as proxy:
-        proxy.queue(*[kind] * count)  # more than delta-rs's own retries
+        proxy.queue(*faults)
         error = read_through(proxy, uri)
     assert is_transient(error), repr(error)
 
