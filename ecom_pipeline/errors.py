@@ -159,6 +159,14 @@ _ARROW_TRANSIENT = re.compile(
     r"AWS Error (NETWORK_CONNECTION|THROTTLING|SLOW_DOWN|SERVICE_UNAVAILABLE|INTERNAL_FAILURE)"
     r"|HTTP status (5\d\d|429)"
 )
+#: How delta-rs (its object_store) words a transport failure (a reset, a body cut short) or a
+#: 5xx/429 answer; it retries some itself but never a body cut short, so one truncated reply
+#: would otherwise fail the task. ANSI colour codes are removed before matching.
+_OBJECT_STORE_TRANSIENT = re.compile(
+    r"Generic S3 error.*?(\bHTTP error\b|Server returned non-2xx status code\W+(5\d\d|429)\b)",
+    re.DOTALL,
+)
+_ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 #: Socket errors that are not `ConnectionError` subclasses but mean the network, not the input.
 _TRANSIENT_ERRNOS = frozenset(
     {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN}
@@ -228,6 +236,11 @@ def _transient_itself(exc: BaseException) -> bool:
     )
     if isinstance(exc, transient_types):
         return True
-    return isinstance(exc, OSError) and (
+    if isinstance(exc, OSError) and (
         exc.errno in _TRANSIENT_ERRNOS or _ARROW_TRANSIENT.search(str(exc)) is not None
-    )
+    ):
+        return True
+    from deltalake.exceptions import DeltaError
+
+    text = _ANSI_CODES.sub("", str(exc))
+    return isinstance(exc, OSError | DeltaError) and bool(_OBJECT_STORE_TRANSIENT.search(text))
