@@ -55,10 +55,12 @@ def retry_unless_deterministic(task: Task[..., Any], task_run: TaskRun, state: S
 
 
 def retries_granted(flow_run_id: object) -> dict[str, int]:
-    """Task run name → retries granted so far, for the task runs of one flow run (this
-    process ran them); the run manifest records them."""
+    """Task run name → retries granted, for the task runs of one flow run (this process ran
+    them); the run manifest records them. Taken once: a long-lived worker process that serves
+    many runs does not keep their counts."""
     with _granted_lock:
-        return {name: n for (run, name), n in sorted(_granted.items()) if run == str(flow_run_id)}
+        mine = sorted(key for key in _granted if key[0] == str(flow_run_id))
+        return {name: _granted.pop((run, name)) for run, name in mine}
 
 
 def send_sla_alert(
