@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime
 from prefect import flow, get_run_logger
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
-from ecom_pipeline.gold.build import gold_key
 from ecom_pipeline.gold.tables import GOLD_TABLES
 from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.retention import Cutoffs, expired_keys, gold_months
@@ -57,7 +56,7 @@ def expire_gold(resources: Resources, cutoff_month: str) -> int:
         for table in GOLD_TABLES:
             months = gold_months(o.key for o in lake.list(layout.gold_month_prefix(table.name)))
             old = sorted(m for m in months if m < cutoff_month)
-            lake.delete(gold_key(table, m) for m in old)
+            lake.delete(layout.gold_key(table.name, m) for m in old)
             deleted += warehouse.delete_months_before(table, cutoff_month)
     finally:
         warehouse.close()

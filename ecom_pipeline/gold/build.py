@@ -50,11 +50,6 @@ class GoldMonth:
     rows: pa.Table
 
 
-def gold_key(table: GoldTable, month: str) -> str:
-    """The lake key of ``table``'s file for ``month`` (see `layout.gold_key`)."""
-    return layout.gold_key(table.name, month)
-
-
 def rebuild(lake: Lake, plan: GoldPlan) -> list[GoldMonth]:
     """Rewrite ``gold/{table}/month=…`` of every gold table for the days and months planned."""
     months = rebuild_daily(lake, DAILY_REVENUE, sorted(plan.order_days))
@@ -65,7 +60,7 @@ def rebuild(lake: Lake, plan: GoldPlan) -> list[GoldMonth]:
 
 def read_gold_month(lake: Lake, table: GoldTable, month: str) -> pa.Table:
     try:
-        return lake.read_parquet([gold_key(table, month)]).cast(table.schema)
+        return lake.read_parquet([layout.gold_key(table.name, month)]).cast(table.schema)
     except FileNotFoundError:
         return table.schema.empty_table()
 
@@ -124,7 +119,7 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
             month_days,
             table,
         )
-        key = gold_key(table, month)
+        key = layout.gold_key(table.name, month)
         lake.write_parquet(key, rows)
         months.append(GoldMonth(table, month, key, rows))
     return months
@@ -159,7 +154,7 @@ def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:
         for partition in _partitions_where(snapshot, order_date, _in_month(month)):
             activity.add(snapshot.read([partition], columns=ORDER_COLUMNS))
         rows = gold.monthly_customers(month, customers, activity.result())
-        key = gold_key(MONTHLY_CUSTOMERS, month)
+        key = layout.gold_key(MONTHLY_CUSTOMERS.name, month)
         lake.write_parquet(key, rows)
         result.append(GoldMonth(MONTHLY_CUSTOMERS, month, key, rows))
     return result
