@@ -280,12 +280,6 @@ def _months_text(months: list[str]) -> str:
     return f"months {months[0]}..{months[-1]} ({len(months)})"
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def _check_run_settings() -> Settings:
     """Everything a run needs from configuration, checked before Prefect starts a flow run."""
     settings = load_settings()
