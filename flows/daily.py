@@ -108,7 +108,6 @@ def daily(
             months = build_gold(resources, day, silver)
         with clock.timed("load"):
             loads = load_warehouse(resources, months)
-    record_ingested(resources, day, inputs, processed_sources(shares), run.run_id)
 
     report = build_report(
         run,
@@ -125,6 +124,9 @@ def daily(
         },
     )
     publish_report(resources, report)
+    # The ledger comes last: a file it lists is in silver, gold, the warehouse and a manifest
+    # (a kill before it costs a re-run of the day's files, which ties with what they wrote).
+    record_ingested(resources, day, inputs, processed_sources(shares), run.run_id)
     publish_metrics(resources, report)
     if report.failures:
         raise RunFailedError(report.failures)

@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from devtools.generate import generate_day, write_raw_files
 from ecom_pipeline.contracts.datasets import INGESTED_AT, RUN_ID, SOURCE_FILE, SPECS, Dataset
 from ecom_pipeline.gold.tables import GOLD_TABLES
+from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.intake import read_ledger
 from ecom_pipeline.lake.storage import Lake, LocalLake, open_lake
 from ecom_pipeline.silver.store import SilverStore
@@ -79,10 +80,10 @@ POINTS: list[tuple[str, bool]] = [
     ("write:1:_locks/gold/", True),
     *[(f"write:1:gold/{t}/", True) for t in TABLES],
     *[(f"load:{t}:{step}", True) for t in TABLES for step in ("before-commit", "after-commit")],
+    ("write:1:_runs/dt=", False),  # the manifest written, the ledger not yet
     ("ledger:customers:before-write", False),
     ("write:1:_runs/ledger/", False),
-    ("write:4:_runs/ledger/", False),  # all four recorded, manifest not yet written
-    ("write:1:_runs/dt=", False),  # the manifest written, artifacts and notice not yet
+    ("write:4:_runs/ledger/", False),  # all four recorded, metrics and notice not yet
 ]
 #: The bounded subset that runs by default: one point per stage family.
 DEFAULT_POINTS = {
@@ -191,9 +192,11 @@ def clean_local(env: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactor
 def assert_ledger_not_ahead(
     lake: Lake, clean: Clean, warehouse: dict[str, list[dict]], point: str
 ) -> int:
-    """Every file the ledger lists for the day has its rows in silver; once it lists any,
-    gold and the warehouse are complete. Returns the number of files listed."""
+    """Every file the ledger lists for the day has its rows in silver and is accounted for in
+    a manifest of the day; once it lists any, gold and the warehouse are complete. Returns the
+    number of files listed."""
     landed = silver_by_source(lake)
+    in_manifests = manifested_sources(lake)
     listed = 0
     for dataset in DATASETS:
         for key in read_ledger(lake, dataset, SECOND):
@@ -201,10 +204,22 @@ def assert_ledger_not_ahead(
             want = clean.by_source[dataset].get(key, set())
             missing = want - landed[dataset].get(key, set())
             assert not missing, f"{point}: ledger lists {key}, {len(missing)} row(s) not in silver"
+            assert key in in_manifests, f"{point}: ledger lists {key}, which no manifest accounts"
     if listed:
         assert gold_state(lake) == clean.gold, f"{point}: ledger written before gold"
         assert same_tables(warehouse, clean.warehouse), f"{point}: ledger written before the load"
     return listed
+
+
+def manifested_sources(lake: Lake) -> set[str]:
+    """The files that a manifest of the day reports as processed."""
+    sources = set()
+    for item in lake.list(layout.RUNS_PREFIX):
+        parsed = layout.parse_key(item.key)
+        if parsed is not None and parsed.kind == "manifest":
+            for dataset in json.loads(lake.read_bytes(item.key))["datasets"].values():
+                sources.update(f["source"] for f in dataset["files"] if f["status"] == "processed")
+    return sources
 
 
 def same_tables(actual: dict[str, list[dict]], expected: dict[str, list[dict]]) -> bool:
