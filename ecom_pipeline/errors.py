@@ -38,6 +38,19 @@ class LakeKeyError(PipelineError):
         super().__init__(f"lake key {printable(key)!r}: {reason}")
 
 
+class LakeAccessError(PipelineError):
+    """The lake refused the run's credentials or permissions (a wrong key, an expired token,
+    a denied action). Not transient: the same credentials are refused again."""
+
+    def __init__(self, lake: str, operation: str, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(
+            f"the lake {printable(lake)} refused {operation}: {code} ({printable(message)}); "
+            "check the AWS credentials the run uses (AWS_PROFILE, AWS_ACCESS_KEY_ID, the task "
+            "role) and that its policy allows this action on the bucket"
+        )
+
+
 class LockTimeoutError(PipelineError):
     """The lock stayed held by another run for longer than we are willing to wait.
 
@@ -152,6 +165,18 @@ TRANSIENT_AWS_CODES = frozenset(
         "InternalFailure",
         "ServiceUnavailable",
         "ServiceUnavailableException",
+    }
+)
+#: AWS answers to a request whose credentials or permissions are wrong: no retry cures them.
+ACCESS_REFUSED_AWS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
     }
 )
 #: How Arrow's S3 client words a network failure, throttling or a server error.

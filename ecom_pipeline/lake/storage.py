@@ -36,7 +36,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ecom_pipeline.errors import ConfigurationError, LakeKeyError
+from ecom_pipeline.errors import (
+    ACCESS_REFUSED_AWS_CODES,
+    ConfigurationError,
+    LakeAccessError,
+    LakeKeyError,
+)
 
 #: Silver and gold files: zstd, and row groups large enough for analytics.
 PARQUET_COMPRESSION = "zstd"
@@ -76,10 +81,17 @@ class Lake(ABC):
 
     #: The root as configured: a folder path or ``s3://bucket[/prefix]``.
     root: str
-    #: Requests the storage client sent again after a transient failure (throttling, 5xx, a
-    #: reset), counted where the client reports them (boto3's calls; Arrow's and delta-rs'
-    #: own retries are not reported to us). The run manifest records it.
+    #: Requests sent again after a transient failure (throttling, 5xx, a reset): boto3's own
+    #: retries, and the silver step's Delta operations repeated after a read cut short (see
+    #: `record_retries`; Arrow's and delta-rs' internal retries are not reported to us). The
+    #: run manifest records it.
     request_retries: int = 0
+    _retries_lock = threading.Lock()  # tasks of one run share the lake from several threads
+
+    def record_retries(self, count: int = 1) -> None:
+        """Count ``count`` more requests repeated after a transient failure."""
+        with self._retries_lock:
+            self.request_retries += count
 
     # -- storage primitives -------------------------------------------------------------
     @abstractmethod
@@ -314,14 +326,20 @@ class S3Lake(Lake):
         self.region = region
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
         self.client.meta.events.register("after-call.s3", self._count_retries)
-        self._retries_lock = threading.Lock()
+        self.client.meta.events.register("after-call.s3", self._refuse_access)
         self._arrow: pafs.S3FileSystem | None = None
 
     def _count_retries(self, parsed: dict[str, Any], **_: Any) -> None:
         retried = int(parsed.get("ResponseMetadata", {}).get("RetryAttempts", 0))
         if retried:
-            with self._retries_lock:  # tasks of one run share the lake from several threads
-                self.request_retries += retried
+            self.record_retries(retried)
+
+    def _refuse_access(self, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        """A refused credential or permission fails as one `LakeAccessError` naming the lake
+        and the action, wherever boto3 met it (its own error names neither)."""
+        error = parsed.get("Error", {})
+        if error.get("Code") in ACCESS_REFUSED_AWS_CODES:
+            raise LakeAccessError(self.root, model.name, error["Code"], error.get("Message", ""))
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)

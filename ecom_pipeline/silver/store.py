@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +42,12 @@ from ecom_pipeline.contracts.datasets import (
     DatasetSpec,
     silver_schema,
 )
-from ecom_pipeline.errors import CommitConflictError, LegacySilverError
+from ecom_pipeline.errors import (
+    CommitConflictError,
+    LegacySilverError,
+    PipelineError,
+    is_transient,
+)
 from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.failpoints import failpoint
 from ecom_pipeline.lake.storage import Lake
@@ -50,8 +55,14 @@ from ecom_pipeline.silver.dedup import precedence_columns, winners_mask
 from ecom_pipeline.silver.partitioning import combined_key, parse_partition_path, partition_column
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_COMMIT_ATTEMPTS = 12
+#: A merge is repeated this many times at most after a transient storage failure. delta-rs
+#: reads many objects per merge and object_store never retries a body cut short, so one merge
+#: often meets one on a faulty network; repeating it is safe (nothing was committed, or the
+#: commit is there and the repeat finds its rows already equal).
+MAX_TRANSIENT_RETRIES = 6
 #: Waits between attempts grow from 50 ms and are randomised so rivals stop colliding.
 BACKOFF_BASE_SECONDS = 0.05
 #: Working column: True for rows that count in the files' accounting (False: rows moved
@@ -276,15 +287,33 @@ class SilverStore:
         """
         batch = self._prepared(incoming)
         for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
-            table = self._open_or_create()
             try:
-                return self._merge_onto(table, batch, run_id)
+                return self.retrying(
+                    f"merge into {self.spec.name}",
+                    lambda: self._merge_onto(self._open_or_create(), batch, run_id),
+                )
             except CommitFailedError as exc:
                 log.info("%s: commit conflict (attempt %d): %s", self.spec.name, attempt, exc)
                 _back_off(attempt)
         raise CommitConflictError(
             f"{self.spec.name}: gave up after {MAX_COMMIT_ATTEMPTS} commit conflicts in a row"
         )
+
+    def retrying(self, what: str, operation: Callable[[], T]) -> T:
+        """``operation()``, repeated up to ``MAX_TRANSIENT_RETRIES`` times after a transient
+        storage failure (each repeat counted in ``lake.request_retries``). The operation must be
+        safe to repeat: a read, or a merge (see ``MAX_TRANSIENT_RETRIES``)."""
+        retries = 0
+        while True:
+            try:
+                return operation()
+            except Exception as exc:
+                if retries >= MAX_TRANSIENT_RETRIES or not _storage_hiccup(exc):
+                    raise
+                retries += 1
+                self.lake.record_retries()
+                log.warning("%s: repeated after a storage failure: %s", what, exc)
+                _back_off(retries)
 
     def _prepared(self, incoming: pa.Table) -> pa.Table:
         """The batch's own winners (one row per key), partition values checked."""
@@ -499,6 +528,12 @@ def _relative(path: str, root: str) -> str:
     """A fragment path relative to the table root (fragments carry the filesystem's paths)."""
     root = root.removeprefix("s3://").rstrip("/") + "/"
     return path.removeprefix("s3://").split(root, 1)[-1]
+
+
+def _storage_hiccup(exc: Exception) -> bool:
+    """A transient storage failure (`is_transient`) that is not one of ours: a `PipelineError`
+    is the pipeline's verdict, and a conflict the caller counts apart."""
+    return not isinstance(exc, PipelineError) and is_transient(exc)
 
 
 def _back_off(attempt: int) -> None:

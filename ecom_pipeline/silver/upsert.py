@@ -101,20 +101,28 @@ def merge_into_silver(
     incoming = pa.concat_tables(tables) if tables else store.schema.empty_table()
     dates = _distinct_dates(spec, incoming)
     if dataset == Dataset.ORDERS:
-        incoming = _with_regions_and_moves(lake, store, incoming)
+        orders = incoming
+        incoming = store.retrying(
+            "orders' regions", lambda: _with_regions_and_moves(lake, store, orders)
+        )
     result = store.merge(incoming, run_id)
     touched, rewritten, version = set(result.touched), set(result.rewritten), result.version
-    unknown = f"customer_region={UNKNOWN_REGION}"
-    if dataset == Dataset.ORDERS and any(p.endswith(unknown) for p in store.current().partitions):
+    if dataset == Dataset.ORDERS and store.retrying(
+        "UNKNOWN orders", lambda: _holds_unknown_region(store)
+    ):
         # A concurrent run may have committed a customer after our regions were read, and
         # moved the UNKNOWN orders it saw before ours were committed: move once more, now.
-        settled = store.merge(
-            _with_regions_and_moves(lake, store, store.schema.empty_table()), run_id
+        moves = store.retrying(
+            "UNKNOWN orders' regions",
+            lambda: _with_regions_and_moves(lake, store, store.schema.empty_table()),
         )
+        settled = store.merge(moves, run_id)
         touched.update(settled.touched)
         rewritten.update(settled.rewritten)
         version = max(version, settled.version)
-    compacted = store.compact(sorted(rewritten), run_id)
+    compacted = store.retrying(
+        f"compact {dataset.value}", lambda: store.compact(sorted(rewritten), run_id)
+    )
     return SilverOutcome(
         [
             _accounted(account, item, result.written_by_source.get(item.source, 0))
@@ -147,6 +155,12 @@ def _valid_tables(validated: list[ValidatedFile]) -> Iterator[pa.Table]:
             for batch in reader:
                 if batch.num_rows:
                     yield pa.Table.from_batches([batch])
+
+
+def _holds_unknown_region(orders_store: SilverStore) -> bool:
+    """True when committed orders wait in an ``UNKNOWN`` region partition."""
+    unknown = f"customer_region={UNKNOWN_REGION}"
+    return any(p.endswith(unknown) for p in orders_store.current().partitions)
 
 
 def _with_regions_and_moves(lake: Lake, orders_store: SilverStore, orders: pa.Table) -> pa.Table:

@@ -274,6 +274,8 @@ def test_a_wrong_or_expired_credential_fails_in_one_paragraph_and_writes_nothing
     with IamProxy(setup.endpoint) as proxy:
         paragraph = run_failing(setup, uri, schema, proxy.endpoint, **credentials)
     assert expected in paragraph, paragraph
+    assert f"the lake {uri} refused" in paragraph, paragraph  # names the lake, not boto3
+    assert "credentials" in paragraph, paragraph
     lake = open_lake(uri, endpoint_url=setup.endpoint)
     base = open_lake(setup.base_uri, endpoint_url=setup.endpoint)
     assert silver_state(lake) == silver_state(base)

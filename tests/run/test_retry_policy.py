@@ -194,6 +194,9 @@ EXAMPLES: dict[type[PipelineError], PipelineError] = {
     errors.PipelineError: errors.PipelineError("something the pipeline explains"),
     errors.ConfigurationError: errors.ConfigurationError("ECOM_LAKE_URI: not a folder or s3://"),
     errors.LakeKeyError: errors.LakeKeyError("raw/../x.csv"),
+    errors.LakeAccessError: errors.LakeAccessError(
+        "s3://lake", "PutObject", "ExpiredToken", "The provided token has expired."
+    ),
     errors.LockTimeoutError: errors.LockTimeoutError("lock _locks/gold still held"),
     errors.ScratchSpaceError: errors.ScratchSpaceError(
         Path("/tmp/scratch"), OSError(errno.ENOSPC, "No space left on device")
