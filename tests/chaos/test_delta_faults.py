@@ -15,8 +15,11 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from ecom_pipeline.errors import is_transient
+from ecom_pipeline.lake.storage import open_lake
+from ecom_pipeline.silver.store import SilverStore
 from tests.chaos.http_faults import FaultKind, FaultyHttpProxy
 from tests.chaos.test_failure_modes import IamProxy
+from tests.silver.test_silver_store import ORDERS, content, orders
 
 pytestmark = [pytest.mark.chaos]
 
@@ -70,3 +73,27 @@ def test_a_delta_read_refused_for_its_credential_is_not_transient(
             DeltaTable(uri, storage_options=wrong).to_pyarrow_table()
     assert proxy.refused
     assert not is_transient(caught.value), repr(caught.value)
+
+
+def test_a_merge_whose_reads_are_cut_short_is_repeated_and_lands_once(
+    s3_lake_uri: str, moto_endpoint: str
+) -> None:
+    clean = SilverStore(open_lake(s3_lake_uri, endpoint_url=moto_endpoint), ORDERS)
+    clean.merge(orders(("o1", "2026-11-18", "EU", 1, "placed", 18)), "run-1")
+    with FaultyHttpProxy(moto_endpoint, methods=["GET"]) as proxy:
+        lake = open_lake(s3_lake_uri, endpoint_url=proxy.endpoint)
+        proxy.queue("truncated", "truncated")  # delta-rs gives up on each; the store does not
+        result = SilverStore(lake, ORDERS).merge(
+            orders(
+                ("o1", "2026-11-18", "EU", 2, "shipped", 19),
+                ("o2", "2026-11-19", "NA", 1, "placed", 19),
+            ),
+            "run-2",
+        )
+    assert proxy.faults == 2
+    assert lake.request_retries == 2
+    assert result.written_by_source == {"raw/orders/dt=2026-11-19/orders.csv": 2}
+    assert content(clean) == {
+        "o1": ("order_date=2026-11-18/customer_region=EU", "shipped"),
+        "o2": ("order_date=2026-11-19/customer_region=NA", "placed"),
+    }
