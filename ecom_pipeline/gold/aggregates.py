@@ -6,6 +6,7 @@ division); each function returns a table with exactly its `GoldTable` schema.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pyarrow as pa
@@ -219,7 +220,14 @@ def monthly_customers(month: str, customers: pa.Table, activity: pa.Table) -> pa
         customers with an order in the month (by the order's region), and revenue as in
         daily_revenue summed over the month.
     """
-    signed_up = customers.filter(pc.equal(month_of(customers.column("signup_date")), month))
+    first = date.fromisoformat(f"{month}-01")
+    signup = customers.column("signup_date")
+    # A range, not month_of: formatting every customer's date costs about a second a run.
+    in_month = pc.and_(
+        pc.greater_equal(signup, pa.scalar(first)),
+        pc.less(signup, pa.scalar((first + timedelta(days=31)).replace(day=1))),
+    )
+    signed_up = customers.filter(in_month)
     new = signed_up.group_by("customer_region").aggregate([([], "count_all")])
     by_region = activity.group_by("customer_region").aggregate(
         [("customer_id", "count_distinct"), ("revenue", "sum")]

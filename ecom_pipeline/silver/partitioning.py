@@ -58,6 +58,18 @@ def partition_column(table: pa.Table, spec: DatasetSpec) -> pa.Array:
     return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
 
 
+def partitions_of(table: pa.Table, spec: DatasetSpec) -> set[str]:
+    """The distinct partition paths of the rows (checked like `partition_column`), computed on
+    the distinct partition values: a day's million rows hold a handful of partitions."""
+    if table.num_rows == 0:
+        return set()
+    if not spec.partition_by:
+        return {""}
+    columns = list(spec.partition_by)
+    distinct = table.select(columns).group_by(columns, use_threads=False).aggregate([])
+    return set(partition_column(distinct, spec).to_pylist())
+
+
 def combined_key(table: pa.Table, spec: DatasetSpec) -> pa.Array:
     """The key as one string per row (the single key column itself when there is one)."""
     columns = [pc.cast(table.column(name), pa.string()) for name in spec.key]

@@ -6,12 +6,15 @@ conditional put, no DynamoDB): a crash at any instant leaves the previous versio
 of two writers that read the same version one loses the commit, re-reads and merges again on
 top of the other's rows.
 
-Before the merge, the incoming rows are reduced to the ones that win: the batch is deduplicated
-(a key twice in a batch that is new to the table would otherwise be inserted twice) and compared
-with the committed versions of its keys, looked up in the files whose key statistics can hold
-them. That lookup gives the exact accounting (rows written per source file), the partitions a
-run touches (including those a moved row leaves), and a partition predicate that keeps the
-merge from scanning the whole table.
+Before the merge, the incoming rows are reduced to the ones that win, on their key, precedence
+and partition columns alone (`IncomingRows` reads the day's rows from scratch twice and never
+holds them whole): the batch is deduplicated (a key twice in a batch that is new to the table
+would otherwise be inserted twice) and compared with the committed versions of its keys, looked
+up in the files whose key statistics can hold them. That lookup gives the exact accounting (rows
+written per source file), the partitions a run touches (including those a moved row leaves), and
+a partition predicate that keeps the merge from scanning the whole table. When no key of the day
+is in the table yet, the winners are appended instead (the same single commit, without the
+merge's join); then the winners stream from scratch to the writer.
 
 Any engine that reads Delta sees exactly the committed rows:
 ``DeltaTable(uri).to_pyarrow_dataset()`` (DuckDB can query it), ``polars.scan_delta(uri)``,
@@ -20,19 +23,26 @@ Spark, Athena through Glue.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties
+from deltalake import (
+    CommitProperties,
+    DeltaTable,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from ecom_pipeline.contracts.datasets import (
@@ -52,7 +62,13 @@ from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.failpoints import failpoint
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.silver.dedup import precedence_columns, winners_mask
-from ecom_pipeline.silver.partitioning import combined_key, parse_partition_path, partition_column
+from ecom_pipeline.silver.incoming import ACCOUNTED, IncomingRows
+from ecom_pipeline.silver.partitioning import (
+    combined_key,
+    parse_partition_path,
+    partition_column,
+    partitions_of,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,9 +81,6 @@ MAX_COMMIT_ATTEMPTS = 12
 MAX_TRANSIENT_RETRIES = 6
 #: Waits between attempts grow from 50 ms and are randomised so rivals stop colliding.
 BACKOFF_BASE_SECONDS = 0.05
-#: Working column: True for rows that count in the files' accounting (False: rows moved
-#: between partitions by the pipeline itself).
-ACCOUNTED = "__accounted"
 #: Lineage that may differ between two writes of the same rows without changing the data: a
 #: winner equal to the committed row but for these is not rewritten.
 VOLATILE_COLUMNS = (INGESTED_AT, RUN_ID)
@@ -270,12 +283,16 @@ class SilverStore:
         return " AND ".join(terms)
 
     # -- writing --------------------------------------------------------------------------
-    def merge(self, incoming: pa.Table, run_id: str) -> MergeResult:
+    def merge(self, incoming: IncomingRows | pa.Table, run_id: str) -> MergeResult:
         """Upsert rows by key under the duplicate rule, in one commit.
+
+        The incoming rows are read twice, never whole: their key, precedence and partition
+        columns decide the winners and the accounting, then the winners stream to the writer.
 
         Args:
             incoming: rows in the silver schema (partition columns filled in), optionally with
-                an ``ACCOUNTED`` column (False: the row is not a row of an input file).
+                an ``ACCOUNTED`` column (False: the row is not a row of an input file); a table
+                or `IncomingRows` staged on scratch disk.
             run_id: recorded in the commit's metadata.
 
         Returns:
@@ -285,12 +302,12 @@ class SilverStore:
             CommitConflictError: other writers kept committing first, ``MAX_COMMIT_ATTEMPTS``
                 times in a row.
         """
-        batch = self._prepared(incoming)
+        day = self._contestants(incoming)
         for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
             try:
                 return self.retrying(
                     f"merge into {self.spec.name}",
-                    lambda: self._merge_onto(self._open_or_create(), batch, run_id),
+                    lambda: self._merge_onto(self._open_or_create(), day, run_id),
                 )
             except CommitFailedError as exc:
                 log.info("%s: commit conflict (attempt %d): %s", self.spec.name, attempt, exc)
@@ -315,53 +332,66 @@ class SilverStore:
                 log.warning("%s: repeated after a storage failure: %s", what, exc)
                 _back_off(retries)
 
-    def _prepared(self, incoming: pa.Table) -> pa.Table:
-        """The batch's own winners (one row per key), partition values checked."""
-        if ACCOUNTED not in incoming.column_names:
-            flags = pa.array(np.ones(incoming.num_rows, dtype=bool))
-            incoming = incoming.append_column(ACCOUNTED, flags)
-        partition_column(incoming, self.spec)  # refuses a value that cannot name a folder
-        working = self.schema.append(pa.field(ACCOUNTED, pa.bool_()))
-        batch = incoming.select(working.names).cast(working)
-        return _kept(batch, winners_mask(batch, self.spec).to_numpy(zero_copy_only=False))
+    def _contestants(self, incoming: IncomingRows | pa.Table) -> _Contestants:
+        """The incoming rows' key, precedence and partition columns (read once), reduced to
+        the batch's own winners; partition values checked."""
+        if isinstance(incoming, pa.Table):
+            incoming = IncomingRows.from_table(incoming, self.schema)
+        columns = [*self.spec.key, *precedence_columns(self.spec), *self.spec.partition_by]
+        keys = incoming.columns([*columns, ACCOUNTED])
+        partitions_of(keys, self.spec)  # refuses a value that cannot name a folder
+        won = winners_mask(keys, self.spec).to_numpy(zero_copy_only=False)
+        return _Contestants(incoming, _kept(keys, won), np.flatnonzero(won), len(won))
 
-    def _merge_onto(self, table: DeltaTable, batch: pa.Table, run_id: str) -> MergeResult:
+    def _merge_onto(self, table: DeltaTable, day: _Contestants, run_id: str) -> MergeResult:
         snapshot = SilverSnapshot(self, table)
-        existing, existing_paths = self._existing_versions(snapshot, batch)
-        precedence = [*self.spec.key, *precedence_columns(self.spec)]
-        # Existing rows first: on a full tie the incoming row (a re-delivery) wins.
-        versions = pa.concat_tables([existing.select(precedence), batch.select(precedence)])
-        won = winners_mask(versions, self.spec).to_numpy(zero_copy_only=False)
-        existing_lost = ~won[: existing.num_rows]
-        winners = _kept(batch, won[existing.num_rows :])
+        batch = day.keys
+        existing = self._existing_versions(snapshot, batch)
+        existing_lost, batch_won = self._contest(existing, batch)
+        winners = _kept(batch, batch_won)
 
-        written: dict[str, int] = {}
-        counted = winners.filter(winners.column(ACCOUNTED))
-        for item in pc.value_counts(counted.column(SOURCE_FILE)).to_pylist():
-            written[item["values"]] = item["counts"]
-        incoming_paths = set(self.partition_paths(batch).to_pylist())
-        touched = incoming_paths | set(existing_paths.to_pylist())
-        rewritten = set(self.partition_paths(winners).to_pylist()) | set(
-            existing_paths.filter(pa.array(existing_lost)).to_pylist()
+        counted = winners.select([SOURCE_FILE, ACCOUNTED]).filter(pc.field(ACCOUNTED))
+        written = {
+            item["values"]: item["counts"]
+            for item in pc.value_counts(counted.column(SOURCE_FILE)).to_pylist()
+        }
+        touched = partitions_of(batch, self.spec) | partitions_of(existing, self.spec)
+        rewritten = partitions_of(winners, self.spec) | partitions_of(
+            existing.filter(pa.array(existing_lost)), self.spec
         )
         if winners.num_rows == 0:
             return MergeResult(written, sorted(touched), [], snapshot.version)
 
-        source = winners.drop_columns([ACCOUNTED]).cast(self.schema)
+        source = day.incoming.filtered(day.mask(batch_won), self.schema)
+        commit = self._merge_commit(table, run_id)
         failpoint(f"silver:{self.spec.name}:before-merge")
-        metrics = (
-            table.merge(
+        if existing.num_rows == 0:
+            # No key of the batch is in the table: the merge would only insert. An append
+            # writes the same rows in one commit without the merge's join (a day of new keys
+            # costs about a third), and its application transaction conflicts the same way.
+            write_deltalake(
+                table,
                 source,
-                self._merge_predicate(touched),
-                source_alias="s",
-                target_alias="t",
+                mode="append",
                 writer_properties=WRITER_PROPERTIES,
-                commit_properties=self._merge_commit(table, run_id),
+                commit_properties=commit,
             )
-            .when_matched_update_all(predicate=self._update_predicate())
-            .when_not_matched_insert_all()
-            .execute()
-        )
+            metrics = {"num_target_rows_updated": 0, "num_target_rows_inserted": winners.num_rows}
+        else:
+            metrics = (
+                table.merge(
+                    source,
+                    self._merge_predicate(touched),
+                    source_alias="s",
+                    target_alias="t",
+                    writer_properties=WRITER_PROPERTIES,
+                    streamed_exec=True,
+                    commit_properties=commit,
+                )
+                .when_matched_update_all(predicate=self._update_predicate())
+                .when_not_matched_insert_all()
+                .execute()
+            )
         failpoint(f"silver:{self.spec.name}:after-merge")
         changed = metrics["num_target_rows_updated"] + metrics["num_target_rows_inserted"]
         log.info("%s: version %d, %s", self.spec.name, table.version(), metrics)
@@ -369,24 +399,42 @@ class SilverStore:
             written, sorted(touched), sorted(rewritten) if changed else [], table.version(), metrics
         )
 
-    def _existing_versions(
-        self, snapshot: SilverSnapshot, batch: pa.Table
-    ) -> tuple[pa.Table, pa.Array]:
-        """Committed versions of the batch's keys (key and precedence columns), with their
-        partition paths. Only files whose key statistics may hold one of the keys are read."""
+    def _contest(self, existing: pa.Table, batch: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """The duplicate rule between committed versions and the batch (one row per key each):
+        which existing rows lose, which batch rows win. Only keys on both sides are contested;
+        a batch row whose key is new wins outright."""
+        batch_won = np.ones(batch.num_rows, dtype=bool)
+        if existing.num_rows == 0:
+            return np.zeros(0, dtype=bool), batch_won
+        contested = pc.is_in(
+            combined_key(batch, self.spec), value_set=combined_key(existing, self.spec)
+        ).to_numpy(zero_copy_only=False)
+        positions = np.flatnonzero(contested)
+        precedence = [*self.spec.key, *precedence_columns(self.spec)]
+        # Existing rows first: on a full tie the incoming row (a re-delivery) wins.
+        versions = pa.concat_tables(
+            [existing.select(precedence), batch.select(precedence).take(positions)]
+        )
+        won = winners_mask(versions, self.spec).to_numpy(zero_copy_only=False)
+        batch_won[positions] = won[existing.num_rows :]
+        return ~won[: existing.num_rows], batch_won
+
+    def _existing_versions(self, snapshot: SilverSnapshot, batch: pa.Table) -> pa.Table:
+        """Committed versions of the batch's keys (key, precedence and partition columns).
+        Only files whose key statistics may hold one of the keys are read."""
         columns = [*self.spec.key, *precedence_columns(self.spec), *self.spec.partition_by]
         empty = pa.schema([self.schema.field(c) for c in dict.fromkeys(columns)]).empty_table()
         if snapshot.table is None or batch.num_rows == 0:
-            return empty, pa.array([], pa.string())
+            return empty
         candidates = self._candidate_files(snapshot, batch)
         if not candidates:
-            return empty, pa.array([], pa.string())
+            return empty
         dataset = snapshot.dataset()
         fragments = [
             f for f in dataset.get_fragments() if _relative(f.path, self.uri) in candidates
         ]
         if not fragments:
-            return empty, pa.array([], pa.string())
+            return empty
         narrowed = ds.FileSystemDataset(
             fragments, dataset.schema, dataset.format, filesystem=dataset.filesystem
         )
@@ -395,8 +443,7 @@ class SilverStore:
         # which pyarrow's statistics pruning cannot compare with a string set.
         found = narrowed.to_table(columns=list(empty.schema.names)).cast(empty.schema)
         found = found.filter(pc.is_in(combined_key(found, self.spec), value_set=keys))
-        found = found.cast(empty.schema)
-        return found, self.partition_paths(found)
+        return found.cast(empty.schema)
 
     def _candidate_files(self, snapshot: SilverSnapshot, batch: pa.Table) -> set[str]:
         """Paths of the files whose min/max key statistics can hold one of the batch's keys."""
@@ -404,9 +451,10 @@ class SilverStore:
         actions = pa.table(snapshot.table.get_add_actions(flatten=True))
         paths = actions.column("path").to_pylist()
         key = self.spec.key[0]
-        if len(self.spec.key) > 1 or f"min.{key}" not in actions.column_names:
+        if not paths or len(self.spec.key) > 1 or f"min.{key}" not in actions.column_names:
             return set(paths)
-        sorted_keys = np.sort(batch.column(key).to_numpy(zero_copy_only=False))
+        keys = pc.cast(batch.column(key), pa.string())
+        sorted_keys = SortedStrings(pc.take(keys, pc.sort_indices(keys)))
         lows = actions.column(f"min.{key}").to_pylist()
         highs = actions.column(f"max.{key}").to_pylist()
         result = set()
@@ -414,7 +462,7 @@ class SilverStore:
             if low is None or high is None or len(high) >= _STATS_TRUSTED_LENGTH:
                 result.add(path)
                 continue
-            position = int(np.searchsorted(sorted_keys, low))
+            position = bisect.bisect_left(sorted_keys, low)
             if position < len(sorted_keys) and sorted_keys[position] <= high:
                 result.add(path)
         return result
@@ -516,6 +564,47 @@ class SilverStore:
         table.create_checkpoint()
         table.cleanup_metadata()
         return list(removed)
+
+
+@dataclass
+class _Contestants:
+    """A merge's incoming rows with what is known before the table is read: the key,
+    precedence and partition columns of the rows that win within the batch (one per key), at
+    these positions among all ``count`` incoming rows."""
+
+    incoming: IncomingRows
+    keys: pa.Table
+    positions: np.ndarray
+    count: int
+
+    def mask(self, won: np.ndarray) -> np.ndarray:
+        """Over all incoming rows: True for the batch winners that ``won`` (one flag per row
+        of ``keys``) marks."""
+        mask = np.zeros(self.count, dtype=bool)
+        mask[self.positions[won]] = True
+        return mask
+
+
+class SortedStrings(Sequence[str]):
+    """A sorted Arrow string array as a sequence `bisect` can search: only the ~20 values a
+    search looks at become Python strings, not the million a day holds."""
+
+    def __init__(self, values: pa.Array | pa.ChunkedArray) -> None:
+        self.values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return self.values[index].to_pylist()
+        return str(self.values[index].as_py())
 
 
 def _kept(table: pa.Table, mask: np.ndarray) -> pa.Table:

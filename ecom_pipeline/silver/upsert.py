@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -20,7 +19,8 @@ from ecom_pipeline.contracts.validation import ValidatedFile
 from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.intake import FileAccount
 from ecom_pipeline.lake.storage import Lake
-from ecom_pipeline.silver.store import ACCOUNTED, SilverStore
+from ecom_pipeline.silver.incoming import IncomingRows, with_accounted, working_schema
+from ecom_pipeline.silver.store import SilverStore
 
 
 @dataclass
@@ -97,14 +97,10 @@ def merge_into_silver(
     for item in validated:
         write_quarantine(lake, dataset, day, item)
 
-    tables = list(_valid_tables(validated))
-    incoming = pa.concat_tables(tables) if tables else store.schema.empty_table()
-    dates = _distinct_dates(spec, incoming)
     if dataset == Dataset.ORDERS:
-        orders = incoming
-        incoming = store.retrying(
-            "orders' regions", lambda: _with_regions_and_moves(lake, store, orders)
-        )
+        incoming = store.retrying("orders' regions", lambda: _orders_with_regions(lake, validated))
+    else:
+        incoming = _valid_rows(store, validated)
     result = store.merge(incoming, run_id)
     touched, rewritten, version = set(result.touched), set(result.rewritten), result.version
     if dataset == Dataset.ORDERS and store.retrying(
@@ -112,10 +108,7 @@ def merge_into_silver(
     ):
         # A concurrent run may have committed a customer after our regions were read, and
         # moved the UNKNOWN orders it saw before ours were committed: move once more, now.
-        moves = store.retrying(
-            "UNKNOWN orders' regions",
-            lambda: _with_regions_and_moves(lake, store, store.schema.empty_table()),
-        )
+        moves = store.retrying("UNKNOWN orders' regions", lambda: _orders_with_regions(lake, []))
         settled = store.merge(moves, run_id)
         touched.update(settled.touched)
         rewritten.update(settled.rewritten)
@@ -132,7 +125,7 @@ def merge_into_silver(
         rewritten=sorted(rewritten),
         version=version,
         compacted=compacted,
-        dates=dates,
+        dates=_distinct_dates(spec, validated),
     )
 
 
@@ -149,12 +142,24 @@ def _accounted(account: FileAccount, item: ValidatedFile, written: int) -> FileA
 
 
 def _valid_tables(validated: list[ValidatedFile]) -> Iterator[pa.Table]:
-    """The files' valid rows, a batch at a time."""
+    """The files' valid rows, a batch at a time (read from scratch as they are asked for)."""
     for item in validated:
         with item.valid.to_reader() as reader:
             for batch in reader:
                 if batch.num_rows:
                     yield pa.Table.from_batches([batch])
+
+
+def _valid_rows(store: SilverStore, validated: list[ValidatedFile]) -> IncomingRows:
+    """The files' valid rows as a merge's incoming rows (partition columns are source columns)."""
+    schema = working_schema(store.schema)
+    return IncomingRows(
+        schema,
+        lambda: (
+            with_accounted(table, True).select(schema.names).cast(schema)
+            for table in _valid_tables(validated)
+        ),
+    )
 
 
 def _holds_unknown_region(orders_store: SilverStore) -> bool:
@@ -163,36 +168,41 @@ def _holds_unknown_region(orders_store: SilverStore) -> bool:
     return any(p.endswith(unknown) for p in orders_store.current().partitions)
 
 
-def _with_regions_and_moves(lake: Lake, orders_store: SilverStore, orders: pa.Table) -> pa.Table:
-    """Orders with their region, plus committed UNKNOWN-region orders whose customer arrived."""
+def _orders_with_regions(lake: Lake, validated: list[ValidatedFile]) -> IncomingRows:
+    """The files' valid orders with their region, then the committed ``UNKNOWN``-region orders
+    whose customer has arrived (moved: not rows of this run's files, so not accounted).
+
+    The customers and the moved orders are read once, here; the valid orders stream from
+    scratch each time the rows are read."""
+    orders_store = SilverStore(lake, SPECS[Dataset.ORDERS])
     customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
         columns=["customer_id", "customer_region"]
     )
     snapshot = orders_store.current()
+    schema = working_schema(orders_store.schema)
     unknown = [p for p in snapshot.partitions if p.endswith(f"customer_region={UNKNOWN_REGION}")]
-    schema = orders_store.schema
     moved = schema.empty_table()
     if unknown:
-        moved = assign_regions(snapshot.read(partitions=unknown), customers)
-        moved = moved.filter(pc.not_equal(moved.column("customer_region"), UNKNOWN_REGION))
-    # Moved rows keep their lineage, so they tie with their committed selves and replace them;
-    # they are not rows of this run's files, so they stay out of the files' accounting.
-    parts = [
-        assign_regions(orders, customers)
-        .select(schema.names)
-        .cast(schema)
-        .append_column(ACCOUNTED, pa.array(np.ones(orders.num_rows, dtype=bool))),
-        moved.select(schema.names)
-        .cast(schema)
-        .append_column(ACCOUNTED, pa.array(np.zeros(moved.num_rows, dtype=bool))),
-    ]
-    return pa.concat_tables(parts)
+        found = assign_regions(snapshot.read(partitions=unknown), customers)
+        found = found.filter(pc.not_equal(found.column("customer_region"), UNKNOWN_REGION))
+        # Moved rows keep their lineage, so they tie with their committed selves and replace
+        # them.
+        moved = with_accounted(found, False).select(schema.names).cast(schema)
+
+    def tables() -> Iterator[pa.Table]:
+        for table in _valid_tables(validated):
+            orders = with_accounted(assign_regions(table, customers), True)
+            yield orders.select(schema.names).cast(schema)
+        yield moved
+
+    return IncomingRows(schema, tables)
 
 
-def _distinct_dates(spec: DatasetSpec, rows: pa.Table) -> dict[str, list[date]]:
-    """The distinct values of each of the spec's date columns in ``rows``, sorted."""
-    return {
-        column.name: sorted(d for d in pc.unique(rows.column(column.name)).to_pylist() if d)
-        for column in spec.columns
-        if column.kind == "date"
-    }
+def _distinct_dates(spec: DatasetSpec, validated: list[ValidatedFile]) -> dict[str, list[date]]:
+    """The distinct values of each of the spec's date columns in the files' valid rows."""
+    names = [column.name for column in spec.columns if column.kind == "date"]
+    found: dict[str, set[date]] = {name: set() for name in names}
+    for table in _valid_tables(validated):
+        for name in names:
+            found[name].update(d for d in pc.unique(table.column(name)).to_pylist() if d)
+    return {name: sorted(values) for name, values in found.items()}

@@ -17,8 +17,9 @@ from ecom_pipeline.contracts.datasets import SPECS, Dataset, silver_schema
 from ecom_pipeline.errors import LakeKeyError, PartitionValueError
 from ecom_pipeline.lake.storage import Lake, LocalLake, open_lake
 from ecom_pipeline.silver.dedup import latest_per_key
+from ecom_pipeline.silver.incoming import ACCOUNTED
 from ecom_pipeline.silver.partitioning import partition_path
-from ecom_pipeline.silver.store import ACCOUNTED, COMPACT_MIN_FILES, SilverStore
+from ecom_pipeline.silver.store import COMPACT_MIN_FILES, SilverStore
 
 ORDERS = SPECS[Dataset.ORDERS]
 T0 = datetime(2026, 11, 20, 10, tzinfo=UTC)
@@ -342,7 +343,7 @@ def test_a_merge_onto_a_stale_version_conflicts_even_when_its_partitions_differ(
     stale = DeltaTable(store.uri, storage_options=store.storage_options)
     store.merge(orders(("K", "2026-11-20", "EU", 0, "placed", 20)), "winner")
     # A writer still on the old version moves K to another partition: it must not commit.
-    late = store._prepared(orders(("K", "2026-11-20", "NA", 5, "shipped", 20)))
+    late = store._contestants(orders(("K", "2026-11-20", "NA", 5, "shipped", 20)))
     with pytest.raises(CommitFailedError):
         store._merge_onto(stale, late, "loser")
     store.merge(orders(("K", "2026-11-20", "NA", 5, "shipped", 20)), "loser")  # the retry
