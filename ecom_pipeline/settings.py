@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ecom_pipeline.contracts.csv_reader import BLOCK_BYTES
 from ecom_pipeline.contracts.datasets import Dataset
 from ecom_pipeline.errors import ConfigurationError
 
@@ -68,7 +69,7 @@ class Settings(BaseSettings):
         "system temporary folder); needs about the size of a day's raw CSV",
     )
     read_block_bytes: int = Field(
-        32 << 20,
+        BLOCK_BYTES,
         ge=1024,
         description="raw files are read and validated in blocks of about this many bytes",
     )
