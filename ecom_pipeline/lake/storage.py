@@ -135,6 +135,11 @@ class Lake(ABC):
         """delta-rs storage options for this lake (credentials come from the environment)."""
         return {}
 
+    @abstractmethod
+    def arrow_filesystem(self, key: str) -> pafs.FileSystem:
+        """Arrow's filesystem rooted at the folder ``key``: Parquet under it is read natively,
+        in column ranges (about 3 × less CPU than through delta-rs's Python file handler)."""
+
     # -- built on the primitives ----------------------------------------------------------
     def exists(self, key: str) -> bool:
         try:
@@ -304,6 +309,9 @@ class LocalLake(Lake):
     def uri(self, key: str) -> str:
         return str(self._path(key))
 
+    def arrow_filesystem(self, key: str) -> pafs.FileSystem:
+        return pafs.SubTreeFileSystem(str(self._path(key)), pafs.LocalFileSystem())
+
 
 class S3Lake(Lake):
     """An S3 bucket and optional prefix; ``endpoint_url`` points at any S3 API (moto, MinIO)."""
@@ -358,6 +366,9 @@ class S3Lake(Lake):
 
     def _arrow_path(self, key: str) -> str:
         return f"{self.bucket}/{self._key(key)}"
+
+    def arrow_filesystem(self, key: str) -> pafs.FileSystem:
+        return pafs.SubTreeFileSystem(self._arrow_path(key), self._arrow_fs())
 
     def read_bytes(self, key: str) -> bytes:
         from botocore.exceptions import ClientError, IncompleteReadError, ResponseStreamingError

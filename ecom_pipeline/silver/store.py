@@ -164,7 +164,8 @@ class SilverSnapshot:
         """The version as an Arrow dataset (built once: gold reads it a partition at a time)."""
         assert self.table is not None
         if self._dataset is None:
-            self._dataset = self.table.to_pyarrow_dataset()
+            filesystem = self.store.lake.arrow_filesystem(self.store.root)
+            self._dataset = self.table.to_pyarrow_dataset(filesystem=filesystem)
         return self._dataset
 
     def read(
