@@ -1,6 +1,6 @@
 """Crash injection for the crash-safety tests: kill the process at a named step or a lake write.
 
-Two switches, both unset in production (then nothing here costs anything):
+Three switches, all unset in production (then nothing here costs anything):
 
 - ``ECOM_FAILPOINT_KILL_AFTER_WRITE=N:prefix``: the lake sends SIGKILL to its own process right
   after the N-th write (``write_bytes`` or ``put_if_absent``) of a key under ``prefix``.
@@ -8,6 +8,9 @@ Two switches, both unset in production (then nothing here costs anything):
   process at once, or start a timer that kills it that many seconds later. Silver's Delta
   commits happen inside delta-rs (Rust): named points mark our own steps around them, and a
   timer lands a kill in the middle of a merge or a compaction.
+- ``ECOM_FAILPOINT_BARRIER=name:count:folder``: `failpoint` calls named ``name`` wait until
+  ``count`` processes have reached it (each leaves a file in ``folder``), so runs started
+  together are made to overlap however unevenly their interpreters start.
 
 A kill from inside the process lands at an exact, repeatable step, which an outside timer
 cannot do. The named points, in the order a daily run meets them: ``ingest:listed``,
@@ -23,21 +26,44 @@ import builtins
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, BinaryIO
+
+import pyarrow.fs as pafs
 
 from ecom_pipeline.lake.storage import Lake, LakeObject
 
 FAILPOINT_ENV = "ECOM_FAILPOINT_KILL_AFTER_WRITE"
 FAILPOINT_AT_ENV = "ECOM_FAILPOINT_KILL_AT"
+FAILPOINT_BARRIER_ENV = "ECOM_FAILPOINT_BARRIER"
+BARRIER_TIMEOUT_SECONDS = 300.0
 
 
 def _kill() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _barrier(name: str) -> None:
+    target, count, folder = os.environ[FAILPOINT_BARRIER_ENV].split(":", 2)
+    if target != name:
+        return
+    arrivals = Path(folder)
+    arrivals.mkdir(parents=True, exist_ok=True)
+    (arrivals / str(os.getpid())).touch()
+    deadline = time.monotonic() + BARRIER_TIMEOUT_SECONDS
+    while sum(1 for _ in arrivals.iterdir()) < int(count):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"failpoint barrier {name!r}: fewer than {count} arrived")
+        time.sleep(0.05)
+
+
 def failpoint(name: str) -> None:
-    """Kill this process here (or after a delay) if ``ECOM_FAILPOINT_KILL_AT`` names ``name``."""
+    """Kill this process here (or after a delay) if ``ECOM_FAILPOINT_KILL_AT`` names ``name``;
+    wait here for the others if ``ECOM_FAILPOINT_BARRIER`` does."""
+    if os.environ.get(FAILPOINT_BARRIER_ENV):
+        _barrier(name)
     setting = os.environ.get(FAILPOINT_AT_ENV)
     if not setting:
         return
@@ -102,6 +128,9 @@ class KillAfterWrites(Lake):
 
     def delta_storage_options(self) -> dict[str, str]:
         return self.inner.delta_storage_options()
+
+    def arrow_filesystem(self, key: str) -> pafs.FileSystem:
+        return self.inner.arrow_filesystem(key)
 
 
 def with_failpoints(lake: Lake) -> Lake:
