@@ -41,6 +41,7 @@ from ecom_pipeline.run.metrics import Metric
 from ecom_pipeline.run.notifier import Alert
 from ecom_pipeline.run.resources import build_resources
 from ecom_pipeline.settings import load_settings
+from tasks.policy import deployment_id
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +165,12 @@ def _first_about_its_subject(client: SyncPrefectClient) -> bool:
     created that did not fail sends. Parameters are fixed at creation, so every duplicate
     reaches the same verdict whatever order they start in.
     """
-    deployment_id = runtime.deployment.id
-    if deployment_id is None:  # started by hand, not by an automation
+    deployment = deployment_id()
+    if deployment is None:  # started by hand, not by an automation
         return True
     mine = _subject(runtime.flow_run.parameters)
     runs = client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(deployment_id)])),
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(deployment)])),
         sort=FlowRunSort.EXPECTED_START_TIME_DESC,
         limit=200,
     )

@@ -32,6 +32,7 @@ from ecom_pipeline.run.resources import build_resources
 from ecom_pipeline.settings import load_settings
 from flows.alerts import report_outcome
 from flows.daily import ALL_DATASETS, BACKFILL_TAG_PREFIX, daily
+from tasks.policy import deployment_id
 from tasks.report import notify
 
 #: The deployment child runs are started from when the backfill itself runs from a deployment.
@@ -78,7 +79,7 @@ def backfill(
         0.0, key="backfill-progress", description=f"Days of {_run_name()} finished"
     )
     assert isinstance(progress, UUID)  # called from sync code: the sync variant ran
-    if runtime.deployment.id is not None:
+    if deployment_id() is not None:
         summary = asyncio.run(_run_children(days, datasets, max_parallel, reprocess, tag, progress))
     else:
         summary = BackfillSummary()

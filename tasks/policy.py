@@ -63,6 +63,21 @@ def retries_granted(flow_run_id: object) -> dict[str, int]:
         return {name: _granted.pop((run, name)) for run, name in mine}
 
 
+@functools.lru_cache(maxsize=1024)
+def _deployment_of(flow_run_id: str) -> str | None:
+    return runtime.deployment.id  # of the current run, which ``flow_run_id`` names
+
+
+def deployment_id() -> str | None:
+    """The deployment the current flow run belongs to, None for an ad-hoc run.
+
+    Asked once per flow run: in a run without a deployment, Prefect's ``runtime.deployment.id``
+    reads the flow run from the API at every call (1–2 s a day over a run's dozen tasks).
+    """
+    flow_run_id = runtime.flow_run.id
+    return _deployment_of(flow_run_id) if flow_run_id else runtime.deployment.id
+
+
 def send_sla_alert(
     settings: Settings, task_name: str, flow_run_name: str, flow_run_url: str | None
 ) -> None:
@@ -104,7 +119,7 @@ def with_sla(function: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(function)
     def watched(*args: P.args, **kwargs: P.kwargs) -> R:
-        if runtime.deployment.id is not None:
+        if deployment_id() is not None:
             return function(*args, **kwargs)
         settings = run_settings(args, kwargs)
         timer = threading.Timer(
