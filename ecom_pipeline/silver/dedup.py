@@ -31,8 +31,9 @@ def winners_mask(table: pa.Table, spec: DatasetSpec) -> pa.BooleanArray:
     count = table.num_rows
     if count == 0:
         return pa.array([], pa.bool_())
-    sort_keys = [(name, "ascending") for name in (*spec.key, *precedence_columns(spec))]
-    order = pc.sort_indices(table, sort_keys=sort_keys).to_numpy()
+    names = [*spec.key, *precedence_columns(spec)]
+    sortable = pa.table({name: _sortable(table.column(name)) for name in names})
+    order = pc.sort_indices(sortable, sort_keys=[(n, "ascending") for n in names]).to_numpy()
     # In key order, a row is the last of its key when the next row has another key.
     last_of_key = np.ones(count, dtype=bool)
     if count > 1:
@@ -45,6 +46,16 @@ def winners_mask(table: pa.Table, spec: DatasetSpec) -> pa.BooleanArray:
     mask = np.zeros(count, dtype=bool)
     mask[order] = last_of_key
     return pa.array(mask)
+
+
+def _sortable(column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """The column in a type Arrow can sort a table by: a dictionary-encoded one (the source
+    file of a day's rows) becomes the rank of each row's value among the dictionary's."""
+    if not pa.types.is_dictionary(column.type):
+        return column
+    encoded = column.combine_chunks()
+    ranks = pc.rank(encoded.dictionary, sort_keys="ascending", tiebreaker="dense")
+    return pc.take(ranks, encoded.indices)
 
 
 def latest_per_key(table: pa.Table, spec: DatasetSpec) -> pa.Table:

@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from ecom_pipeline.contracts.datasets import SOURCE_FILE
 
 #: Working column: True for rows that count in the files' accounting (False: rows moved
 #: between partitions by the pipeline itself).
@@ -59,10 +62,12 @@ class IncomingRows:
                 yield table
 
     def columns(self, names: Iterable[str]) -> pa.Table:
-        """These columns of every row, in order: what the duplicate rule needs of a day."""
+        """These columns of every row, in order: what the duplicate rule needs of a day. The
+        source file, the same on every row of a file, comes dictionary-encoded (4 bytes a row
+        instead of about 50: 0.5 GB less for a 10 M-row day)."""
         wanted = list(dict.fromkeys(names))
         schema = pa.schema([self.schema.field(n) for n in wanted])
-        parts = [table.select(wanted) for table in self.tables()]
+        parts = [_encoded(table.select(wanted)) for table in self.tables()]
         return pa.concat_tables(parts).combine_chunks() if parts else schema.empty_table()
 
     def filtered(self, mask: np.ndarray, schema: pa.Schema) -> pa.RecordBatchReader:
@@ -81,3 +86,12 @@ class IncomingRows:
                 raise ValueError(f"incoming rows changed between readings ({start} ≠ {len(mask)})")
 
         return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _encoded(table: pa.Table) -> pa.Table:
+    """The table with its source-file column dictionary-encoded (when it has one)."""
+    if SOURCE_FILE not in table.column_names:
+        return table
+    position = table.column_names.index(SOURCE_FILE)
+    encoded = pc.dictionary_encode(table.column(SOURCE_FILE))
+    return table.set_column(position, SOURCE_FILE, encoded)

@@ -413,9 +413,9 @@ class SilverStore:
         positions = np.flatnonzero(contested)
         precedence = [*self.spec.key, *precedence_columns(self.spec)]
         # Existing rows first: on a full tie the incoming row (a re-delivery) wins.
-        versions = pa.concat_tables(
-            [existing.select(precedence), batch.select(precedence).take(positions)]
-        )
+        committed = existing.select(precedence)
+        contenders = batch.select(precedence).take(positions).cast(committed.schema)
+        versions = pa.concat_tables([committed, contenders])
         won = winners_mask(versions, self.spec).to_numpy(zero_copy_only=False)
         batch_won[positions] = won[existing.num_rows :]
         return ~won[: existing.num_rows], batch_won

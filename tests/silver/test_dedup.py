@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecom_pipeline.contracts.datasets import SPECS, Dataset, validated_schema
-from ecom_pipeline.silver.dedup import latest_per_key
+from ecom_pipeline.silver.dedup import latest_per_key, precedence_columns, winners_mask
+from ecom_pipeline.silver.incoming import IncomingRows, with_accounted, working_schema
 
 ORDERS = SPECS[Dataset.ORDERS]
 EMPLOYEES = SPECS[Dataset.EMPLOYEES]
@@ -116,3 +117,26 @@ def test_any_shuffle_or_split_gives_the_same_survivors(
         held = merged
     assert {(r["order_id"], r["_source_file"], r["_source_line"]) for r in held} == expected
     assert len(held) == len({k for k, *_ in rows})
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=versions, data=st.data())
+def test_the_key_columns_read_from_scratch_rank_source_files_like_the_rows_do(
+    rows: list[tuple], data: st.DataObject
+) -> None:
+    """`IncomingRows.columns` hands the rule its source files dictionary-encoded, one
+    dictionary per staged block (each in its own order): the survivors stay the same."""
+    records = data.draw(st.permutations([order(k, m, d, line) for k, m, d, line in rows]))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(records)), max_size=4)))
+    blocks = [table(records[a:b]) for a, b in zip([0, *cuts], [*cuts, len(records)], strict=True)]
+    incoming = IncomingRows(
+        working_schema(validated_schema(ORDERS)),
+        lambda: [with_accounted(block, True) for block in blocks],
+    )
+    keys = incoming.columns([*ORDERS.key, *precedence_columns(ORDERS)])
+    assert pa.types.is_dictionary(keys.schema.field("_source_file").type)
+    won = winners_mask(keys, ORDERS).to_numpy(zero_copy_only=False)
+    kept = [r for r, w in zip(records, won, strict=True) if w]
+    assert {(r["order_id"], r["_source_file"], r["_source_line"]) for r in kept} == survivors(
+        records
+    )
