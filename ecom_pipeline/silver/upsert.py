@@ -204,8 +204,8 @@ def _orders_with_regions(lake: Lake, validated: list[ValidatedFile]) -> Incoming
     index = pa.array([], pa.int32())
     if encoded:
         ids = pa.chunked_array([c for chunks in encoded for c in chunks.chunks]).combine_chunks()
-        found = pc.index_in(ids.dictionary, value_set=customers.column("customer_id"))
-        index = pc.take(found, ids.indices)
+        known = pc.index_in(ids.dictionary, value_set=customers.column("customer_id"))
+        index = pc.take(known, ids.indices)
 
     def tables() -> Iterator[pa.Table]:
         start = 0
