@@ -28,6 +28,21 @@ for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(_name, None)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every chaos test's figures (faults injected and survived, kill points, rows lost) at the
+    end of any run, CI's included: the ``fault_tally`` fixture records them on the report."""
+    figures: dict[str, str] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", []):
+                if name == "chaos":
+                    figures[report.nodeid] = str(value)
+    if figures:
+        terminalreporter.section("chaos figures")
+        for nodeid, value in sorted(figures.items()):
+            terminalreporter.write_line(f"{nodeid}: {value}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,11 +22,10 @@ def clean_schema(postgres_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def fault_tally(request: pytest.FixtureRequest) -> Iterator[dict[str, int]]:
-    """Counts a test fills in (faults injected, survived, rows lost); printed in the summary
-    with ``-rA`` so a run of the suite reports its figures."""
+    """Counts a test fills in (faults injected, survived, rows lost); listed under "chaos
+    figures" at the end of every run (see ``pytest_terminal_summary`` in tests/conftest.py)."""
     tally: dict[str, int] = {}
     yield tally
     if tally:
         figures = ", ".join(f"{key}={value}" for key, value in sorted(tally.items()))
         request.node.user_properties.append(("chaos", figures))
-        print(f"\n[chaos] {request.node.nodeid}: {figures}")

@@ -17,7 +17,7 @@ under this load (seen on this 2-core machine in the deployment tests).
 
 Sized by ``ECOM_TEST_LOAD_DAYS`` (default 365) and ``ECOM_TEST_LOAD_ORDERS`` (default 2000);
 about half an hour at full size here. Marked ``chaos_full``: run it with
-``pytest -m chaos_full tests/chaos/test_year_backfill.py -rA``; the figures are in the summary.
+``pytest -m chaos_full tests/chaos/test_year_backfill.py``; the figures are in the summary.
 """
 
 from __future__ import annotations
