@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from ecom_pipeline.lake.staging import Staging
 from ecom_pipeline.silver.incoming import ACCOUNTED, IncomingRows, working_schema
 
 SILVER = pa.schema([pa.field("id", pa.string()), pa.field("n", pa.int64())])
@@ -60,3 +64,32 @@ def test_a_table_in_memory_counts_its_rows_unless_it_says_otherwise() -> None:
     assert IncomingRows.from_table(table, SILVER).columns([ACCOUNTED]).to_pylist() == [
         {ACCOUNTED: True}
     ]
+
+
+def test_the_key_columns_read_from_scratch_keep_none_of_the_staged_blocks(tmp_path: Path) -> None:
+    """A block read back from scratch is one buffer; key columns kept by reference would keep
+    every block of the day (its wide columns too) in memory while the rest is read."""
+    schema = working_schema(pa.schema([*SILVER, pa.field("payload", pa.string())]))
+    block = pa.table(
+        {
+            "id": [f"k{i}" for i in range(1000)],
+            "n": range(1000),
+            "payload": ["x" * 2000] * 1000,
+            ACCOUNTED: [True] * 1000,
+        },
+        schema=schema,
+    )
+    block_bytes = block.nbytes
+    staged_rows = Staging(tmp_path).write("payments", "day", schema, [block] * 8)
+    del block
+    held: list[int] = []  # Arrow memory in use as each block is read
+
+    def tables() -> Iterator[pa.Table]:
+        for batch in staged_rows.to_reader():
+            held.append(pa.total_allocated_bytes() - start)
+            yield pa.Table.from_batches([batch])
+
+    start = pa.total_allocated_bytes()
+    keys = IncomingRows(schema, tables).columns(["id", "n"])
+    assert keys.num_rows == 8000
+    assert max(held) < 3 * block_bytes, (held, block_bytes)  # the block read and the last one
