@@ -202,10 +202,17 @@ async def _children(deployment_id: Any) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
+    runs: list[Any] = []
     async with get_client() as client:
-        return await client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
-        )
+        while True:  # the API answers at most 200 runs a page (a year's backfill has 365)
+            page = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+                offset=len(runs),
+                limit=200,
+            )
+            runs.extend(page)
+            if len(page) < 200:
+                return runs
 
 
 def most_at_once(runs: list[Any]) -> int:
