@@ -16,7 +16,7 @@ runs writing task states and logs at once, a SQLite-backed server answers 503 an
 under this load (seen on this 2-core machine in the deployment tests).
 
 Sized by ``ECOM_TEST_LOAD_DAYS`` (default 365) and ``ECOM_TEST_LOAD_ORDERS`` (default 2000);
-about half an hour at full size here. Marked ``chaos_full``: run it with
+81 min at full size here, with other work on the same 2 cores. Marked ``chaos_full``: run it with
 ``pytest -m chaos_full tests/chaos/test_year_backfill.py``; the figures are in the summary.
 """
 
