@@ -467,6 +467,11 @@ def _end_process(code: int) -> NoReturn:
     are left in a reference cycle with its classes and nothing collects it, so nanobind's exit
     check finds DuckDB's type constants still alive.
     """
+    # Send the run's last log lines while a temporary Prefect server still runs: its exit
+    # handler may stop it before the log worker's own exit drain ("Error logging to API").
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
