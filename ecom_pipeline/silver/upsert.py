@@ -61,8 +61,6 @@ def assign_regions(orders: pa.Table, customers: pa.Table) -> pa.Table:
         orders: order rows (without ``customer_region`` or with a stale one).
         customers: ``customer_id`` and ``customer_region`` of every known customer.
     """
-    if "customer_region" in orders.column_names:
-        orders = orders.drop_columns(["customer_region"])
     index = pc.index_in(orders.column("customer_id"), value_set=customers.column("customer_id"))
     return with_regions(orders, customers, index)
 
