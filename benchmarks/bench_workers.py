@@ -203,12 +203,14 @@ def run_backfill(args: Result) -> Result:
     start_day = date.fromisoformat(args["start"])
     end_day = start_day + timedelta(days=args["days"] - 1)
     error = None
+    profiler = _profiler(args.get("profile"))
     start, cpu, waited = time.perf_counter(), cpu_seconds(), runqueue_wait_seconds()
     try:
         backfill(start_date=start_day, end_date=end_day, max_parallel=1)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     total, total_cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    profile = _save_profile(profiler, args["profile"]) if profiler is not None else None
     waited = runqueue_wait_seconds() - waited
     runs = manifests(args["lake"])
     stages: dict[str, float] = {}
@@ -236,6 +238,7 @@ def run_backfill(args: Result) -> Result:
         "overhead_seconds": round(total - stage_sum, 3),
         "overhead_pct": round(100 * (total - stage_sum) / total, 1) if total else None,
         "datasets": rows,
+        "profile": profile,
     }
 
 

@@ -71,7 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     scale.add_argument("--backfill-orders", type=int, default=100_000, help="orders a day")
     out = parser.add_argument_group("output and limits")
     out.add_argument("--json", type=Path, default=None, help="also write the result here")
-    out.add_argument("--profile", type=Path, default=None, help="pyinstrument the day's flow")
+    out.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="pyinstrument the day's flow (the backfill's with --orders 0)",
+    )
     out.add_argument("--workdir", type=Path, default=None, help="keep all data here")
     out.add_argument("--keep", action="store_true", help="keep the temporary workdir")
     out.add_argument("--rss-limit-gb", type=float, default=12.0, help="abort a part above this")
@@ -193,7 +198,10 @@ def measure_backfill(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     generate = bench.run("generate", "backfill", config, folder)
     part["generate"] = generate.to_json()
     if generate.ok:
-        part["backfill"] = bench.run("backfill", "backfill", config, folder).to_json()
+        # ``--profile`` with ``--orders 0`` profiles the backfill (there is no day to profile).
+        profile = str(args.profile.resolve()) if args.profile and not args.orders else None
+        run = bench.run("backfill", "backfill", {**config, "profile": profile}, folder)
+        part["backfill"] = run.to_json()
     bench.done_with(folder)
     return part
 

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 from prefect import flow, runtime
+from prefect.context import TagsContext
 
 from ecom_pipeline.contracts.datasets import PROCESSING_ORDER, Dataset
 from ecom_pipeline.contracts.validation import RunContext
@@ -40,6 +41,10 @@ BACKFILL_TAG_PREFIX = "backfill:"
 
 def is_backfill_child(tags: list[str]) -> bool:
     return any(tag.startswith(BACKFILL_TAG_PREFIX) for tag in tags)
+
+
+def _without_backfill_tags(tags: set[str]) -> set[str]:
+    return {tag for tag in tags if not tag.startswith(BACKFILL_TAG_PREFIX)}
 
 
 def default_run_date() -> date:
@@ -79,10 +84,17 @@ def daily(
         datasets: Datasets to process; all four by default.
         reprocess: Process files again even if they were already ingested unchanged.
     """
+    # Task runs leave a backfill's tag to its daily runs: Prefect asks its API for a concurrency
+    # slot of every tag a task run carries (a round trip per task, up to 2 s on a busy server)
+    # and a backfill's tag never has a limit.
+    with TagsContext(current_tags=_without_backfill_tags(TagsContext.get().current_tags)):
+        return _run_day(run_date or default_run_date(), datasets, reprocess)
+
+
+def _run_day(day: date, datasets: list[Dataset], reprocess: bool) -> RunReport:
     settings = load_settings()
     settings.require_pii_key()
     resources = build_resources(settings)
-    day = run_date or default_run_date()
     run = RunContext(run_id=str(runtime.flow_run.id or uuid.uuid4()), ingested_at=datetime.now(UTC))
     clock = StageClock()
 

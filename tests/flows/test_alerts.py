@@ -7,10 +7,12 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from uuid import UUID
 
 import boto3
 import pytest
 from prefect import flow
+from prefect.client.schemas.objects import TaskRun
 
 from devtools.generate import GeneratorConfig, generate_day, write_raw_files
 from ecom_pipeline.errors import BadFileError, RunFailedError
@@ -200,3 +202,25 @@ def test_a_backfill_sends_one_summary_notice_and_tags_its_days(
     assert sorted(run.name for run in children) == ["daily-2026-11-20", "daily-2026-11-21"]
     (artifact,) = [a for a in progress if a.type == "progress" and a.flow_run_id == parent_id]
     assert artifact.data == 100.0
+    # The days' task runs do not carry the tag: Prefect would ask for a concurrency slot of it
+    # at every task run.
+    tasks = _task_runs_of([run.id for run in children])
+    assert {"validate-orders", "silver-orders", "load-warehouse"} <= {t.name for t in tasks}
+    assert [t.name for t in tasks if any(tag.startswith("backfill:") for tag in t.tags)] == []
+
+
+def _task_runs_of(flow_run_ids: list[UUID], timeout: float = 60.0) -> list[TaskRun]:
+    """The task runs of these flow runs, once the API has recorded them (task run states reach
+    it as events, a moment after the flow run ends)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids))
+            )
+            if len(runs) >= 10 * len(flow_run_ids) or time.monotonic() > deadline:
+                return runs
+            time.sleep(0.5)
