@@ -23,6 +23,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.deployments import arun_deployment
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from pydantic import Field
 
 from ecom_pipeline.contracts.datasets import Dataset
@@ -83,7 +84,10 @@ def backfill(
         summary = asyncio.run(_run_children(days, datasets, max_parallel, reprocess, tag, progress))
     else:
         summary = BackfillSummary()
-        with tags(tag):
+        # Days run here as subflows, under the backfill's heartbeat. Their own would cost every
+        # day up to a second at its end (Prefect joins a thread that sleeps a second at a time),
+        # and no automation watches a run without a deployment.
+        with tags(tag), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             for done, day in enumerate(days, start=1):
                 started = time.perf_counter()
                 state = daily(

@@ -207,6 +207,28 @@ def test_a_backfill_sends_one_summary_notice_and_tags_its_days(
     tasks = _task_runs_of([run.id for run in children])
     assert {"validate-orders", "silver-orders", "load-warehouse"} <= {t.name for t in tasks}
     assert [t.name for t in tasks if any(tag.startswith("backfill:") for tag in t.tags)] == []
+    # Only the backfill sends heartbeats: a day's own would cost it up to a second at its end.
+    assert _heartbeat_senders([parent_id, *(run.id for run in children)]) == {parent_id}
+
+
+def _heartbeat_senders(runs: list[UUID], timeout: float = 60.0) -> set[UUID]:
+    """Which of these flow runs have a heartbeat in Prefect's event feed, once the first has
+    arrived (events reach the feed a moment after they are sent)."""
+    from prefect.client.orchestration import get_client
+
+    ids = [f"prefect.flow-run.{run}" for run in runs]
+    wanted = {"event": {"name": ["prefect.flow-run.heartbeat"]}, "resource": {"id": ids}}
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            answer = client.request("POST", "/events/filter", json={"filter": wanted, "limit": 50})
+            senders = {
+                UUID(event["resource"]["prefect.resource.id"].removeprefix("prefect.flow-run."))
+                for event in answer.json()["events"]
+            }
+            if runs[0] in senders or time.monotonic() > deadline:
+                return senders
+            time.sleep(0.5)
 
 
 def _task_runs_of(flow_run_ids: list[UUID], timeout: float = 60.0) -> list[TaskRun]:
