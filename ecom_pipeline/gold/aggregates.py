@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -138,82 +139,62 @@ def sum_daily_payments(parts: pa.Table) -> pa.Table:
     return _conform(pa.table(result), DAILY_PAYMENTS.schema, DAILY_PAYMENTS.key)
 
 
-def customer_activity(orders: pa.Table) -> pa.Table:
-    """One row per (customer_region, customer_id) with orders, and their revenue.
+def active_customers(orders: pa.Table) -> pa.Table:
+    """The distinct (customer_region, customer_id) pairs of a set of orders: who was active,
+    by the order's region.
 
-    Activity of different sets of orders can be concatenated and passed on together: it is
-    what `monthly_customers` needs of a month's orders, a fraction of their size.
-
-    Args:
-        orders: silver orders (customer_id, customer_region, order_status, total_amount).
+    Active customers of different sets of orders can be concatenated and reduced again
+    (`ActiveCustomers`): it is what `monthly_customers` needs of a month's orders.
     """
-    counts_as_revenue = pc.is_in(
-        orders.column("order_status"), value_set=pa.array(REVENUE_STATUSES)
-    )
-    work = pa.table(
-        {
-            "customer_region": orders.column("customer_region"),
-            "customer_id": orders.column("customer_id"),
-            "revenue": _amount_where(counts_as_revenue, orders.column("total_amount")),
-        }
-    )
-    return _activity_sum(work)
+    return _distinct_pairs(orders.select(["customer_region", "customer_id"]))
 
 
-def _activity_sum(activity: pa.Table) -> pa.Table:
-    grouped = activity.group_by(["customer_region", "customer_id"]).aggregate([("revenue", "sum")])
-    return pa.table(
-        {
-            "customer_region": grouped.column("customer_region"),
-            "customer_id": grouped.column("customer_id"),
-            "revenue": pc.cast(grouped.column("revenue_sum"), AMOUNT_TYPE),
-        }
-    )
+def _distinct_pairs(pairs: pa.Table) -> pa.Table:
+    return pairs.group_by(["customer_region", "customer_id"]).aggregate([])
 
 
-class ActivityTotal:
-    """The customer activity of many sets of orders, added one set at a time.
+class ActiveCustomers:
+    """The active customers of many sets of orders, added one set at a time.
 
     New parts wait until they hold as many rows as the merged total, then are merged into it:
-    each row is re-aggregated O(log parts) times, not once per part, and memory stays within
-    about twice the result.
+    each row is reduced O(log parts) times, not once per part, and memory stays within about
+    twice the result.
     """
 
     def __init__(self) -> None:
-        self._merged = customer_activity_schema().empty_table()
+        self._merged = ACTIVE_CUSTOMERS_SCHEMA.empty_table()
         self._waiting: list[pa.Table] = []
         self._waiting_rows = 0
 
     def add(self, orders: pa.Table) -> None:
-        part = customer_activity(orders)
+        part = active_customers(orders).cast(ACTIVE_CUSTOMERS_SCHEMA)
         self._waiting.append(part)
         self._waiting_rows += part.num_rows
         if self._waiting_rows >= self._merged.num_rows:
-            self._merged = _activity_sum(pa.concat_tables([self._merged, *self._waiting]))
+            self._merged = _distinct_pairs(pa.concat_tables([self._merged, *self._waiting]))
             self._waiting, self._waiting_rows = [], 0
 
     def result(self) -> pa.Table:
-        return _activity_sum(pa.concat_tables([self._merged, *self._waiting]))
+        return _distinct_pairs(pa.concat_tables([self._merged, *self._waiting]))
 
 
-def customer_activity_schema() -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field("customer_region", pa.string()),
-            pa.field("customer_id", pa.string()),
-            pa.field("revenue", AMOUNT_TYPE),
-        ]
-    )
+ACTIVE_CUSTOMERS_SCHEMA = pa.schema(
+    [pa.field("customer_region", pa.string()), pa.field("customer_id", pa.string())]
+)
 
 
-def monthly_customers(month: str, customers: pa.Table, activity: pa.Table) -> pa.Table:
+def monthly_customers(
+    month: str, customers: pa.Table, active: pa.Table, daily_revenue: pa.Table
+) -> pa.Table:
     """One row per region with new or active customers or revenue in the month.
 
     Args:
         month: ``YYYY-MM``.
         customers: silver customers (customer_id, customer_region, signup_date), all of them.
-        activity: `customer_activity` of the orders whose order_date falls in the month (of
-            all of them at once, or of parts of them concatenated).
+        active: `active_customers` of the orders whose order_date falls in the month (of all of
+            them at once, or of parts of them concatenated).
+        daily_revenue: ``gold.daily_revenue`` rows; those of the month are summed (a month's
+            revenue is the sum of its days', exactly: both are decimal sums of the same orders).
 
     Returns:
         Rows of ``gold.monthly_customers``: customers who signed up in the month, distinct
@@ -227,41 +208,29 @@ def monthly_customers(month: str, customers: pa.Table, activity: pa.Table) -> pa
         pc.greater_equal(signup, pa.scalar(first)),
         pc.less(signup, pa.scalar((first + timedelta(days=31)).replace(day=1))),
     )
-    signed_up = customers.filter(in_month)
-    new = signed_up.group_by("customer_region").aggregate([([], "count_all")])
-    by_region = activity.group_by("customer_region").aggregate(
-        [("customer_id", "count_distinct"), ("revenue", "sum")]
-    )
-    new_by_region = dict(
-        zip(
-            new.column("customer_region").to_pylist(),
-            new.column("count_all").to_pylist(),
-            strict=True,
-        )
-    )
-    active_by_region = {
-        region: (active, revenue)
-        for region, active, revenue in zip(
-            by_region.column("customer_region").to_pylist(),
-            by_region.column("customer_id_count_distinct").to_pylist(),
-            by_region.column("revenue_sum").to_pylist(),
-            strict=True,
-        )
-    }
-    regions = sorted(set(new_by_region) | set(active_by_region))
+    new = _by_region(customers.filter(in_month), ([], "count_all"))
+    active_by_region = _by_region(active, ("customer_id", "count_distinct"))
+    days = daily_revenue.filter(pc.equal(daily_revenue.column("month"), month))
+    revenue = _by_region(days, ("revenue", "sum"))
+    regions = sorted(set(new) | set(active_by_region) | set(revenue))
     result = pa.table(
         {
             "month": [month] * len(regions),
             "customer_region": regions,
-            "new_customers": [new_by_region.get(r, 0) for r in regions],
-            "active_customers": [active_by_region.get(r, (0, None))[0] for r in regions],
-            "revenue": pa.array(
-                [active_by_region.get(r, (0, Decimal(0)))[1] or Decimal(0) for r in regions],
-                AMOUNT_TYPE,
-            ),
+            "new_customers": [new.get(r, 0) for r in regions],
+            "active_customers": [active_by_region.get(r, 0) for r in regions],
+            "revenue": pa.array([revenue.get(r) or Decimal(0) for r in regions], AMOUNT_TYPE),
         }
     )
     return _conform(result, MONTHLY_CUSTOMERS.schema, MONTHLY_CUSTOMERS.key)
+
+
+def _by_region(rows: pa.Table, aggregate: tuple[Any, str]) -> dict[str, Any]:
+    """region → the one aggregate of its rows (``([], "count_all")``, ``("revenue", "sum")``)."""
+    grouped = rows.group_by("customer_region").aggregate([aggregate])
+    (value,) = [name for name in grouped.column_names if name != "customer_region"]
+    regions, values = grouped.column("customer_region"), grouped.column(value)
+    return dict(zip(regions.to_pylist(), values.to_pylist(), strict=True))
 
 
 def _conform(table: pa.Table, schema: pa.Schema, key: tuple[str, ...]) -> pa.Table:

@@ -8,7 +8,7 @@ nothing stale behind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -52,10 +52,10 @@ class GoldMonth:
 
 def rebuild(lake: Lake, plan: GoldPlan) -> list[GoldMonth]:
     """Rewrite ``gold/{table}/month=…`` of every gold table for the days and months planned."""
-    months = rebuild_daily(lake, DAILY_REVENUE, sorted(plan.order_days))
-    months += rebuild_daily(lake, DAILY_PAYMENTS, sorted(plan.payment_days))
-    months += rebuild_monthly_customers(lake, plan.monthly_months)
-    return months
+    revenue = rebuild_daily(lake, DAILY_REVENUE, sorted(plan.order_days))
+    payments = rebuild_daily(lake, DAILY_PAYMENTS, sorted(plan.payment_days))
+    rebuilt = {m.month: m.rows for m in revenue}
+    return revenue + payments + rebuild_monthly_customers(lake, plan.monthly_months, rebuilt)
 
 
 def read_gold_month(lake: Lake, table: GoldTable, month: str) -> pa.Table:
@@ -139,10 +139,16 @@ def _daily_payments_of(snapshot: SilverSnapshot, partitions: list[str]) -> pa.Ta
     )
 
 
-def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:
+def rebuild_monthly_customers(
+    lake: Lake, months: list[str], daily_revenue: Mapping[str, pa.Table]
+) -> list[GoldMonth]:
     """Recompute ``monthly_customers`` for these months and rewrite their files.
 
-    The month's orders are reduced to customer activity a partition at a time."""
+    A month's revenue is summed from its ``daily_revenue`` rows (``daily_revenue`` holds the
+    months this run rebuilt; the others are read from the lake). Its active customers are
+    reduced from the customer ids of its silver orders, streamed: memory holds a batch and the
+    distinct customers, not the month.
+    """
     customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
         columns=["customer_id", "customer_region", "signup_date"]
     )
@@ -150,10 +156,14 @@ def rebuild_monthly_customers(lake: Lake, months: list[str]) -> list[GoldMonth]:
     order_date = _date_column(Dataset.ORDERS)
     result = []
     for month in sorted(set(months)):
-        activity = gold.ActivityTotal()
-        for partition in _partitions_where(snapshot, order_date, _in_month(month)):
-            activity.add(snapshot.read([partition], columns=ORDER_COLUMNS))
-        rows = gold.monthly_customers(month, customers, activity.result())
+        active = gold.ActiveCustomers()
+        partitions = _partitions_where(snapshot, order_date, _in_month(month))
+        for batch in snapshot.batches(partitions, columns=["customer_region", "customer_id"]):
+            active.add(batch)
+        revenue = daily_revenue.get(month)
+        if revenue is None:
+            revenue = read_gold_month(lake, DAILY_REVENUE, month)
+        rows = gold.monthly_customers(month, customers, active.result(), revenue)
         key = layout.gold_key(MONTHLY_CUSTOMERS.name, month)
         lake.write_parquet(key, rows)
         result.append(GoldMonth(MONTHLY_CUSTOMERS, month, key, rows))

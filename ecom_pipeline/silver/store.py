@@ -27,7 +27,7 @@ import bisect
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar, overload
@@ -188,6 +188,16 @@ class SilverSnapshot:
             expression = filter if expression is None else expression & filter
         rows = self.dataset().to_table(columns=schema.names, filter=expression)
         return rows.select(schema.names).cast(schema)
+
+    def batches(self, partitions: Iterable[str], columns: list[str]) -> Iterator[pa.Table]:
+        """The rows `read` returns, streamed a record batch at a time in one scan."""
+        schema = pa.schema([self.store.schema.field(c) for c in columns])
+        expression = self.store.partition_filter(partitions)
+        if self.table is None or expression is None:
+            return
+        scan = self.dataset().to_batches(columns=schema.names, filter=expression)
+        for batch in scan:
+            yield pa.Table.from_batches([batch]).select(schema.names).cast(schema)
 
 
 class SilverStore:

@@ -108,7 +108,12 @@ def test_monthly_customers_joins_signups_activity_and_revenue_by_region() -> Non
         ("O2", "C1", D1, "EU", "cancelled", "3.00"),
         ("O3", "C9", D1, "UNKNOWN", "shipped", "2.50"),
     )
-    result = gold.monthly_customers("2026-11", customers, gold.customer_activity(month_orders))
+    result = gold.monthly_customers(
+        "2026-11",
+        customers,
+        gold.active_customers(month_orders),
+        gold.daily_revenue(month_orders),
+    )
     assert result.schema == MONTHLY_CUSTOMERS.schema
     assert [tuple(r.values()) for r in result.to_pylist()] == [
         ("2026-11", "EU", 1, 1, Decimal("10.00")),
@@ -128,7 +133,10 @@ def test_empty_inputs_give_empty_tables_of_the_right_schema() -> None:
     )
     assert (
         gold.monthly_customers(
-            "2026-11", empty_customers, gold.customer_activity(orders())
+            "2026-11",
+            empty_customers,
+            gold.active_customers(orders()),
+            gold.daily_revenue(orders()),
         ).num_rows
         == 0
     )
@@ -143,7 +151,8 @@ def test_aggregating_in_parts_gives_the_whole_answer() -> None:
     ]
     whole = orders(*rows)
     parts = [orders(*rows[i : i + 11]) for i in range(0, len(rows), 11)]
-    activity = pa.concat_tables([gold.customer_activity(p) for p in parts])
+    active = pa.concat_tables([gold.active_customers(p) for p in parts])
+    revenue = pa.concat_tables([gold.daily_revenue(p) for p in parts])
     customers = pa.table(
         {
             "customer_id": pa.array([], pa.string()),
@@ -151,17 +160,23 @@ def test_aggregating_in_parts_gives_the_whole_answer() -> None:
             "signup_date": pa.array([], pa.date32()),
         }
     )
-    expected = gold.monthly_customers("2026-11", customers, gold.customer_activity(whole))
-    assert gold.monthly_customers("2026-11", customers, activity).equals(expected)
+    whole_revenue = gold.daily_revenue(whole)
+    expected = gold.monthly_customers(
+        "2026-11", customers, gold.active_customers(whole), whole_revenue
+    )
+    assert expected.column("active_customers").to_pylist() == [7, 7]  # C0..C6 in both regions
+    assert gold.monthly_customers("2026-11", customers, active, revenue).equals(expected)
 
     # Added one part at a time, uneven sizes: merges happen with rows still waiting.
-    total = gold.ActivityTotal()
+    total = gold.ActiveCustomers()
     start = 0
     for size in (1, 1, 2, 3, 5, 8, 13, 27):
         total.add(orders(*rows[start : start + size]))
         start += size
     assert start == len(rows)
-    assert gold.monthly_customers("2026-11", customers, total.result()).equals(expected)
+    assert gold.monthly_customers("2026-11", customers, total.result(), whole_revenue).equals(
+        expected
+    )
 
     def payments(table: pa.Table) -> pa.Table:
         return pa.table(
