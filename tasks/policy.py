@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 from prefect import Task, runtime, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import FlowRunContext
 from prefect.states import State
 from prefect.task_engine import TaskRunTimeoutError
 from prefect.tasks import exponential_backoff
@@ -63,19 +64,17 @@ def retries_granted(flow_run_id: object) -> dict[str, int]:
         return {name: _granted.pop((run, name)) for run, name in mine}
 
 
-@functools.lru_cache(maxsize=1024)
-def _deployment_of(flow_run_id: str) -> str | None:
-    return runtime.deployment.id  # of the current run, which ``flow_run_id`` names
-
-
 def deployment_id() -> str | None:
     """The deployment the current flow run belongs to, None for an ad-hoc run.
 
-    Asked once per flow run: in a run without a deployment, Prefect's ``runtime.deployment.id``
-    reads the flow run from the API at every call (1–2 s a day over a run's dozen tasks).
+    Read from the flow run the engine holds: in a run without a deployment, Prefect's
+    ``runtime.deployment.id`` reads the flow run from the API at every call.
     """
-    flow_run_id = runtime.flow_run.id
-    return _deployment_of(flow_run_id) if flow_run_id else runtime.deployment.id
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        found = context.flow_run.deployment_id
+        return str(found) if found is not None else None
+    return runtime.deployment.id
 
 
 def send_sla_alert(

@@ -511,9 +511,9 @@ class SilverStore:
         Returns the partitions compacted. Each is one commit; a conflict with another writer
         re-reads the table and tries again."""
         done: list[str] = []
+        table = self._open()  # one read of the log for all partitions; again after a commit
         for partition in sorted(set(partitions)):
             for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
-                table = self._open()
                 if table is None:
                     return done
                 if SilverSnapshot(self, table).file_count(partition) < COMPACT_MIN_FILES:
@@ -528,6 +528,7 @@ class SilverStore:
                     )
                 except CommitFailedError:
                     _back_off(attempt)
+                    table = self._open()
                     continue
                 failpoint(f"silver:{self.spec.name}:after-compact")
                 done.append(partition)
