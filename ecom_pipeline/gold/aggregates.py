@@ -153,24 +153,30 @@ def _distinct_pairs(pairs: pa.Table) -> pa.Table:
     return pairs.group_by(["customer_region", "customer_id"]).aggregate([])
 
 
+#: Rows of orders `ActiveCustomers` gathers before reducing them (about 20 MB of pairs).
+REDUCE_AT_ROWS = 1_000_000
+
+
 class ActiveCustomers:
     """The active customers of many sets of orders, added one set at a time.
 
-    New parts wait until they hold as many rows as the merged total, then are merged into it:
-    each row is reduced O(log parts) times, not once per part, and memory stays within about
-    twice the result.
+    New parts wait until they hold as many rows as the merged total (and at least
+    ``REDUCE_AT_ROWS``), then are merged into it: each row is reduced O(log parts) times, not
+    once per part, and memory stays within about twice the result. A reduction has a fixed cost
+    of milliseconds, so parts as small as a record batch wait for company.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, reduce_at_rows: int = REDUCE_AT_ROWS) -> None:
+        self._reduce_at_rows = reduce_at_rows
         self._merged = ACTIVE_CUSTOMERS_SCHEMA.empty_table()
         self._waiting: list[pa.Table] = []
         self._waiting_rows = 0
 
     def add(self, orders: pa.Table) -> None:
-        part = active_customers(orders).cast(ACTIVE_CUSTOMERS_SCHEMA)
+        part = orders.select(ACTIVE_CUSTOMERS_SCHEMA.names).cast(ACTIVE_CUSTOMERS_SCHEMA)
         self._waiting.append(part)
         self._waiting_rows += part.num_rows
-        if self._waiting_rows >= self._merged.num_rows:
+        if self._waiting_rows >= max(self._merged.num_rows, self._reduce_at_rows):
             self._merged = _distinct_pairs(pa.concat_tables([self._merged, *self._waiting]))
             self._waiting, self._waiting_rows = [], 0
 

@@ -168,7 +168,7 @@ def test_aggregating_in_parts_gives_the_whole_answer() -> None:
     assert gold.monthly_customers("2026-11", customers, active, revenue).equals(expected)
 
     # Added one part at a time, uneven sizes: merges happen with rows still waiting.
-    total = gold.ActiveCustomers()
+    total = gold.ActiveCustomers(reduce_at_rows=1)
     start = 0
     for size in (1, 1, 2, 3, 5, 8, 13, 27):
         total.add(orders(*rows[start : start + size]))
