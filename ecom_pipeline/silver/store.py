@@ -110,6 +110,7 @@ class MergeResult:
         touched: partitions the incoming rows belong to or took rows from (gold follows them).
         rewritten: partitions whose content the commit changed.
         version: the table version after the merge (unchanged when nothing was written).
+        read_version: the version the merge read, and committed onto when it wrote.
         metrics: delta-rs's merge metrics (empty when no merge ran).
     """
 
@@ -117,6 +118,7 @@ class MergeResult:
     touched: list[str]
     rewritten: list[str]
     version: int
+    read_version: int
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -371,7 +373,7 @@ class SilverStore:
             existing.filter(pa.array(existing_lost)), self.spec
         )
         if winners.num_rows == 0:
-            return MergeResult(written, sorted(touched), [], snapshot.version)
+            return MergeResult(written, sorted(touched), [], snapshot.version, snapshot.version)
 
         source = day.incoming.filtered(day.mask(batch_won), self.schema)
         commit = self._merge_commit(table, run_id)
@@ -407,7 +409,12 @@ class SilverStore:
         changed = metrics["num_target_rows_updated"] + metrics["num_target_rows_inserted"]
         log.info("%s: version %d, %s", self.spec.name, table.version(), metrics)
         return MergeResult(
-            written, sorted(touched), sorted(rewritten) if changed else [], table.version(), metrics
+            written,
+            sorted(touched),
+            sorted(rewritten) if changed else [],
+            table.version(),
+            snapshot.version,
+            metrics,
         )
 
     def _contest(self, existing: pa.Table, batch: pa.Table) -> tuple[np.ndarray, np.ndarray]:

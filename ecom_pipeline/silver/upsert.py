@@ -20,7 +20,7 @@ from ecom_pipeline.lake import layout
 from ecom_pipeline.lake.intake import FileAccount
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.silver.incoming import IncomingRows, with_accounted, working_schema
-from ecom_pipeline.silver.store import SilverStore
+from ecom_pipeline.silver.store import MergeResult, SilverStore
 
 
 @dataclass
@@ -102,18 +102,23 @@ def merge_into_silver(
     for item in validated:
         write_quarantine(lake, dataset, day, item)
 
+    regions_seen = None
     if dataset == Dataset.ORDERS:
-        incoming = store.retrying("orders' regions", lambda: _orders_with_regions(lake, validated))
+        incoming, regions_seen = store.retrying(
+            "orders' regions", lambda: _orders_with_regions(lake, validated)
+        )
     else:
         incoming = _valid_rows(store, validated)
     result = store.merge(incoming, run_id)
     touched, rewritten, version = set(result.touched), set(result.rewritten), result.version
-    if dataset == Dataset.ORDERS and store.retrying(
-        "UNKNOWN orders", lambda: _holds_unknown_region(store)
+    if (
+        regions_seen is not None
+        and not store.retrying("regions settled", lambda: _settled(lake, regions_seen, result))
+        and store.retrying("UNKNOWN orders", lambda: _holds_unknown_region(store))
     ):
         # A concurrent run may have committed a customer after our regions were read, and
         # moved the UNKNOWN orders it saw before ours were committed: move once more, now.
-        moves = store.retrying("UNKNOWN orders' regions", lambda: _orders_with_regions(lake, []))
+        moves, _ = store.retrying("UNKNOWN orders' regions", lambda: _orders_with_regions(lake, []))
         settled = store.merge(moves, run_id)
         touched.update(settled.touched)
         rewritten.update(settled.rewritten)
@@ -173,16 +178,36 @@ def _holds_unknown_region(orders_store: SilverStore) -> bool:
     return any(p.endswith(unknown) for p in orders_store.current().partitions)
 
 
-def _orders_with_regions(lake: Lake, validated: list[ValidatedFile]) -> IncomingRows:
+@dataclass(frozen=True)
+class RegionsSeen:
+    """The table versions orders' regions were decided on."""
+
+    orders: int
+    customers: int
+
+
+def _settled(lake: Lake, seen: RegionsSeen, result: MergeResult) -> bool:
+    """True when no other run can have committed a customer or an ``UNKNOWN`` order the
+    regions did not see: the merge committed right onto the orders version they were read
+    from, and customers are still at theirs. (Then every ``UNKNOWN`` order's customer is still
+    unknown, and the second look for moves, a read of all customers, is not needed.)"""
+    ours_next = result.read_version == seen.orders and result.version == seen.orders + 1
+    customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS])
+    return ours_next and customers.current().version == seen.customers
+
+
+def _orders_with_regions(
+    lake: Lake, validated: list[ValidatedFile]
+) -> tuple[IncomingRows, RegionsSeen]:
     """The files' valid orders with their region, then the committed ``UNKNOWN``-region orders
-    whose customer has arrived (moved: not rows of this run's files, so not accounted).
+    whose customer has arrived (moved: not rows of this run's files, so not accounted); and
+    the versions of orders and customers read.
 
     The customers and the moved orders are read once, here; the valid orders stream from
     scratch each time the rows are read."""
     orders_store = SilverStore(lake, SPECS[Dataset.ORDERS])
-    customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
-        columns=["customer_id", "customer_region"]
-    )
+    customers_read = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).current()
+    customers = customers_read.read(columns=["customer_id", "customer_region"])
     snapshot = orders_store.current()
     schema = working_schema(orders_store.schema)
     unknown = [p for p in snapshot.partitions if p.endswith(f"customer_region={UNKNOWN_REGION}")]
@@ -214,7 +239,7 @@ def _orders_with_regions(lake: Lake, validated: list[ValidatedFile]) -> Incoming
             yield orders.select(schema.names).cast(schema)
         yield moved
 
-    return IncomingRows(schema, tables)
+    return IncomingRows(schema, tables), RegionsSeen(snapshot.version, customers_read.version)
 
 
 def _distinct_dates(spec: DatasetSpec, validated: list[ValidatedFile]) -> dict[str, list[date]]:

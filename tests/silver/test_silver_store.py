@@ -348,3 +348,34 @@ def test_a_merge_onto_a_stale_version_conflicts_even_when_its_partitions_differ(
         store._merge_onto(stale, late, "loser")
     store.merge(orders(("K", "2026-11-20", "NA", 5, "shipped", 20)), "loser")  # the retry
     assert content(store)["K"] == ("order_date=2026-11-20/customer_region=NA", "shipped")
+
+
+def test_orders_regions_are_looked_at_again_unless_nothing_was_committed_in_between(
+    lake: Lake,
+) -> None:
+    """The second look for UNKNOWN orders to move (a read of all customers) is skipped only
+    when the merge committed right onto the orders version the regions were read from, and
+    customers did not change since."""
+    from ecom_pipeline.silver.upsert import RegionsSeen, _settled
+
+    store = SilverStore(lake, ORDERS)
+    first = store.merge(orders(("O1", "2026-11-20", "EU", 0, "placed", 20)), "r1")
+    no_customers = -1  # no customers table yet
+    ours = store.merge(orders(("O2", "2026-11-20", "UNKNOWN", 0, "placed", 20)), "r2")
+    assert _settled(lake, RegionsSeen(first.version, no_customers), ours)
+
+    # Another run's commit came between the regions' read and ours.
+    store.merge(orders(("O3", "2026-11-20", "NA", 0, "placed", 20)), "r3")
+    late = store.merge(orders(("O4", "2026-11-20", "UNKNOWN", 0, "placed", 20)), "r4")
+    assert not _settled(lake, RegionsSeen(ours.version, no_customers), late)
+
+    # Nothing written: no commit of ours to build on.
+    again = store.merge(orders(("O4", "2026-11-20", "UNKNOWN", 0, "placed", 20)), "r5")
+    assert again.version == late.version
+    assert not _settled(lake, RegionsSeen(late.version, no_customers), again)
+
+    # A customer table appeared (a run committed customers) since the regions were read.
+    last = store.merge(orders(("O5", "2026-11-20", "UNKNOWN", 0, "placed", 20)), "r6")
+    assert _settled(lake, RegionsSeen(late.version, no_customers), last)
+    SilverStore(lake, SPECS[Dataset.CUSTOMERS])._open_or_create()
+    assert not _settled(lake, RegionsSeen(late.version, no_customers), last)
