@@ -139,6 +139,13 @@ def sum_daily_payments(parts: pa.Table) -> pa.Table:
     return _conform(pa.table(result), DAILY_PAYMENTS.schema, DAILY_PAYMENTS.key)
 
 
+ACTIVE_CUSTOMERS_SCHEMA = pa.schema(
+    [pa.field("customer_region", pa.string()), pa.field("customer_id", pa.string())]
+)
+#: Rows of orders `ActiveCustomers` gathers before reducing them (about 20 MB of pairs).
+REDUCE_AT_ROWS = 1_000_000
+
+
 def active_customers(orders: pa.Table) -> pa.Table:
     """The distinct (customer_region, customer_id) pairs of a set of orders: who was active,
     by the order's region.
@@ -146,15 +153,8 @@ def active_customers(orders: pa.Table) -> pa.Table:
     Active customers of different sets of orders can be concatenated and reduced again
     (`ActiveCustomers`): it is what `monthly_customers` needs of a month's orders.
     """
-    return _distinct_pairs(orders.select(["customer_region", "customer_id"]))
-
-
-def _distinct_pairs(pairs: pa.Table) -> pa.Table:
-    return pairs.group_by(["customer_region", "customer_id"]).aggregate([])
-
-
-#: Rows of orders `ActiveCustomers` gathers before reducing them (about 20 MB of pairs).
-REDUCE_AT_ROWS = 1_000_000
+    pairs = orders.select(ACTIVE_CUSTOMERS_SCHEMA.names)
+    return pairs.group_by(ACTIVE_CUSTOMERS_SCHEMA.names).aggregate([])
 
 
 class ActiveCustomers:
@@ -177,16 +177,11 @@ class ActiveCustomers:
         self._waiting.append(part)
         self._waiting_rows += part.num_rows
         if self._waiting_rows >= max(self._merged.num_rows, self._reduce_at_rows):
-            self._merged = _distinct_pairs(pa.concat_tables([self._merged, *self._waiting]))
+            self._merged = self.result()
             self._waiting, self._waiting_rows = [], 0
 
     def result(self) -> pa.Table:
-        return _distinct_pairs(pa.concat_tables([self._merged, *self._waiting]))
-
-
-ACTIVE_CUSTOMERS_SCHEMA = pa.schema(
-    [pa.field("customer_region", pa.string()), pa.field("customer_id", pa.string())]
-)
+        return active_customers(pa.concat_tables([self._merged, *self._waiting]))
 
 
 def monthly_customers(

@@ -178,28 +178,36 @@ class SilverSnapshot:
     ) -> pa.Table:
         """Committed rows of these partitions (all when None), in the silver schema (or these
         of its columns). Partitions are pruned from the log: other files are never opened."""
+        schema, scanner = self._scanner(partitions, columns, filter)
+        if scanner is None:
+            return schema.empty_table()
+        return scanner.to_table().select(schema.names).cast(schema)
+
+    def batches(self, partitions: Iterable[str], columns: list[str]) -> Iterator[pa.Table]:
+        """The rows `read` returns, streamed a record batch at a time in one scan."""
+        schema, scanner = self._scanner(partitions, columns, None)
+        for batch in scanner.to_batches() if scanner is not None else []:
+            yield pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+
+    def _scanner(
+        self,
+        partitions: Iterable[str] | None,
+        columns: list[str] | None,
+        filter: pc.Expression | None,
+    ) -> tuple[pa.Schema, ds.Scanner | None]:
+        """The schema of these columns, and a scan of the committed rows of these partitions
+        (None when there are none)."""
         schema = self.store.schema
         if columns is not None:
             schema = pa.schema([schema.field(c) for c in columns])
         if self.table is None:
-            return schema.empty_table()
+            return schema, None
         expression = self.store.partition_filter(partitions) if partitions is not None else None
         if partitions is not None and expression is None:
-            return schema.empty_table()
+            return schema, None
         if filter is not None:
             expression = filter if expression is None else expression & filter
-        rows = self.dataset().to_table(columns=schema.names, filter=expression)
-        return rows.select(schema.names).cast(schema)
-
-    def batches(self, partitions: Iterable[str], columns: list[str]) -> Iterator[pa.Table]:
-        """The rows `read` returns, streamed a record batch at a time in one scan."""
-        schema = pa.schema([self.store.schema.field(c) for c in columns])
-        expression = self.store.partition_filter(partitions)
-        if self.table is None or expression is None:
-            return
-        scan = self.dataset().to_batches(columns=schema.names, filter=expression)
-        for batch in scan:
-            yield pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+        return schema, self.dataset().scanner(columns=schema.names, filter=expression)
 
 
 class SilverStore:
@@ -518,7 +526,7 @@ class SilverStore:
         Returns the partitions compacted. Each is one commit; a conflict with another writer
         re-reads the table and tries again."""
         done: list[str] = []
-        table = self._open()  # one read of the log for all partitions; again after a commit
+        table = self._open()  # one read of the log for all partitions; again after a conflict
         for partition in sorted(set(partitions)):
             for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
                 if table is None:
