@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 import pyarrow as pa
+import pyarrow.acero as ac
 import pyarrow.compute as pc
 
 from ecom_pipeline.contracts.datasets import AMOUNT_TYPE, REVENUE_STATUSES
@@ -25,15 +26,42 @@ def month_of(dates: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.strftime(dates, format="%Y-%m")
 
 
-def _amount_where(condition: pa.Array, amounts: pa.Array) -> pa.Array:
-    return pc.if_else(condition, amounts, ZERO)
+#: Rows an aggregate reads: a table, or a stream of record batches (a silver scan) that the
+#: aggregation consumes as it comes, so memory holds its groups, not the rows.
+Rows: TypeAlias = pa.Table | pa.RecordBatchReader
 
 
-def _as_int(condition: pa.Array) -> pa.Array:
-    return pc.cast(condition, pa.int64())
+def _aggregate(
+    rows: Rows,
+    columns: dict[str, pc.Expression],
+    keys: list[str],
+    aggregates: list[tuple[Any, str, Any, str]],
+) -> pa.Table:
+    """``rows`` projected to ``columns``, then grouped by ``keys`` (one Acero plan, streamed)."""
+    if isinstance(rows, pa.Table):
+        source = ac.Declaration("table_source", ac.TableSourceNodeOptions(rows))
+    else:
+        options = ac.RecordBatchReaderSourceNodeOptions(rows)
+        source = ac.Declaration("record_batch_reader_source", options)
+    plan = ac.Declaration.from_sequence(
+        [
+            source,
+            ac.Declaration("project", ac.ProjectNodeOptions(list(columns.values()), list(columns))),
+            ac.Declaration("aggregate", ac.AggregateNodeOptions(aggregates, keys=keys)),
+        ]
+    )
+    return plan.to_table(use_threads=True)
 
 
-def daily_revenue(orders: pa.Table) -> pa.Table:
+def _amount_where(condition: pc.Expression, amount: str) -> pc.Expression:
+    return pc.if_else(condition, pc.field(amount), ZERO)
+
+
+def _as_int(condition: pc.Expression) -> pc.Expression:
+    return condition.cast(pa.int64())
+
+
+def daily_revenue(orders: Rows) -> pa.Table:
     """One row per (order_date, customer_region) that has orders.
 
     Args:
@@ -44,29 +72,29 @@ def daily_revenue(orders: pa.Table) -> pa.Table:
         Rows of ``gold.daily_revenue``: order counts, cancellations, revenue over placed,
         shipped and delivered orders, their average value (null when none), distinct customers.
     """
-    status = orders.column("order_status")
-    counts_as_revenue = pc.is_in(status, value_set=pa.array(REVENUE_STATUSES))
-    work = pa.table(
+    status = pc.field("order_status")
+    counts_as_revenue = status.isin(REVENUE_STATUSES)
+    grouped = _aggregate(
+        orders,
         {
-            "order_date": orders.column("order_date"),
-            "customer_region": orders.column("customer_region"),
-            "customer_id": orders.column("customer_id"),
-            "cancelled": _as_int(pc.equal(status, "cancelled")),
+            "order_date": pc.field("order_date"),
+            "customer_region": pc.field("customer_region"),
+            "customer_id": pc.field("customer_id"),
+            "cancelled": _as_int(status == "cancelled"),
             "revenue_order": _as_int(counts_as_revenue),
-            "revenue": _amount_where(counts_as_revenue, orders.column("total_amount")),
-        }
-    )
-    grouped = work.group_by(["order_date", "customer_region"]).aggregate(
+            "revenue": _amount_where(counts_as_revenue, "total_amount"),
+        },
+        ["order_date", "customer_region"],
         [
-            ([], "count_all"),
-            ("cancelled", "sum"),
-            ("revenue", "sum"),
-            ("revenue_order", "sum"),
-            ("customer_id", "count_distinct"),
-        ]
+            ([], "hash_count_all", None, "orders"),
+            ("cancelled", "hash_sum", None, "cancelled_orders"),
+            ("revenue", "hash_sum", None, "revenue"),
+            ("revenue_order", "hash_sum", None, "revenue_orders"),
+            ("customer_id", "hash_count_distinct", None, "customers"),
+        ],
     )
-    revenue = pc.cast(grouped.column("revenue_sum"), AMOUNT_TYPE)
-    revenue_orders = grouped.column("revenue_order_sum")
+    revenue = pc.cast(grouped.column("revenue"), AMOUNT_TYPE)
+    revenue_orders = grouped.column("revenue_orders")
     average = [
         None if n == 0 else (total / n).quantize(CENT, rounding=ROUND_HALF_UP)
         for total, n in zip(revenue.to_pylist(), revenue_orders.to_pylist(), strict=True)
@@ -75,113 +103,65 @@ def daily_revenue(orders: pa.Table) -> pa.Table:
         {
             "order_date": grouped.column("order_date"),
             "customer_region": grouped.column("customer_region"),
-            "orders": grouped.column("count_all"),
-            "cancelled_orders": grouped.column("cancelled_sum"),
+            "orders": grouped.column("orders"),
+            "cancelled_orders": grouped.column("cancelled_orders"),
             "revenue": revenue,
             "avg_order_value": pa.array(average, AMOUNT_TYPE),
-            "customers": grouped.column("customer_id_count_distinct"),
+            "customers": grouped.column("customers"),
             "month": month_of(grouped.column("order_date")),
         }
     )
     return _conform(result, DAILY_REVENUE.schema, DAILY_REVENUE.key)
 
 
-def daily_payments(payments: pa.Table) -> pa.Table:
+def daily_payments(payments: Rows) -> pa.Table:
     """One row per (payment_date, payment_method) that has payments.
 
     Args:
         payments: silver payments, one row per payment.
     """
-    status = payments.column("payment_status")
-    amount = payments.column("amount")
-    work = pa.table(
+    status = pc.field("payment_status")
+    grouped = _aggregate(
+        payments,
         {
-            "payment_date": payments.column("payment_date"),
-            "payment_method": payments.column("payment_method"),
-            "failed": _as_int(pc.equal(status, "failed")),
-            "succeeded_amount": _amount_where(pc.equal(status, "succeeded"), amount),
-            "refunded_amount": _amount_where(pc.equal(status, "refunded"), amount),
-        }
-    )
-    grouped = work.group_by(["payment_date", "payment_method"]).aggregate(
+            "payment_date": pc.field("payment_date"),
+            "payment_method": pc.field("payment_method"),
+            "failed": _as_int(status == "failed"),
+            "succeeded_amount": _amount_where(status == "succeeded", "amount"),
+            "refunded_amount": _amount_where(status == "refunded", "amount"),
+        },
+        ["payment_date", "payment_method"],
         [
-            ([], "count_all"),
-            ("failed", "sum"),
-            ("succeeded_amount", "sum"),
-            ("refunded_amount", "sum"),
-        ]
+            ([], "hash_count_all", None, "payments"),
+            ("failed", "hash_sum", None, "failed_payments"),
+            ("succeeded_amount", "hash_sum", None, "succeeded_amount"),
+            ("refunded_amount", "hash_sum", None, "refunded_amount"),
+        ],
     )
     result = pa.table(
         {
             "payment_date": grouped.column("payment_date"),
             "payment_method": grouped.column("payment_method"),
-            "payments": grouped.column("count_all"),
-            "failed_payments": grouped.column("failed_sum"),
-            "succeeded_amount": pc.cast(grouped.column("succeeded_amount_sum"), AMOUNT_TYPE),
-            "refunded_amount": pc.cast(grouped.column("refunded_amount_sum"), AMOUNT_TYPE),
+            "payments": grouped.column("payments"),
+            "failed_payments": grouped.column("failed_payments"),
+            "succeeded_amount": pc.cast(grouped.column("succeeded_amount"), AMOUNT_TYPE),
+            "refunded_amount": pc.cast(grouped.column("refunded_amount"), AMOUNT_TYPE),
             "month": month_of(grouped.column("payment_date")),
         }
     )
     return _conform(result, DAILY_PAYMENTS.schema, DAILY_PAYMENTS.key)
 
 
-_PAYMENT_MEASURES = ("payments", "failed_payments", "succeeded_amount", "refunded_amount")
-
-
-def sum_daily_payments(parts: pa.Table) -> pa.Table:
-    """Daily payments rows of disjoint sets of payments (one per silver file), added up."""
-    grouped = parts.group_by(["payment_date", "payment_method"]).aggregate(
-        [(name, "sum") for name in _PAYMENT_MEASURES]
+def active_customers(orders: Rows) -> pa.Table:
+    """How many distinct customers ordered, by the order's region: (customer_region,
+    active_customers). It is what `monthly_customers` needs of a month's orders; streamed, it
+    holds the distinct customers, not the orders."""
+    return _aggregate(
+        orders,
+        {"customer_region": pc.field("customer_region"), "customer_id": pc.field("customer_id")},
+        ["customer_region"],
+        [("customer_id", "hash_count_distinct", None, "active_customers")],
     )
-    result = {name: grouped.column(name) for name in ("payment_date", "payment_method")}
-    result |= {name: grouped.column(f"{name}_sum") for name in _PAYMENT_MEASURES}
-    result["month"] = month_of(grouped.column("payment_date"))
-    return _conform(pa.table(result), DAILY_PAYMENTS.schema, DAILY_PAYMENTS.key)
-
-
-ACTIVE_CUSTOMERS_SCHEMA = pa.schema(
-    [pa.field("customer_region", pa.string()), pa.field("customer_id", pa.string())]
-)
-#: Rows of orders `ActiveCustomers` gathers before reducing them (about 20 MB of pairs).
-REDUCE_AT_ROWS = 1_000_000
-
-
-def active_customers(orders: pa.Table) -> pa.Table:
-    """The distinct (customer_region, customer_id) pairs of a set of orders: who was active,
-    by the order's region.
-
-    Active customers of different sets of orders can be concatenated and reduced again
-    (`ActiveCustomers`): it is what `monthly_customers` needs of a month's orders.
-    """
-    pairs = orders.select(ACTIVE_CUSTOMERS_SCHEMA.names)
-    return pairs.group_by(ACTIVE_CUSTOMERS_SCHEMA.names).aggregate([])
-
-
-class ActiveCustomers:
-    """The active customers of many sets of orders, added one set at a time.
-
-    New parts wait until they hold as many rows as the merged total (and at least
-    ``REDUCE_AT_ROWS``), then are merged into it: each row is reduced O(log parts) times, not
-    once per part, and memory stays within about twice the result. A reduction has a fixed cost
-    of milliseconds, so parts as small as a record batch wait for company.
-    """
-
-    def __init__(self, reduce_at_rows: int = REDUCE_AT_ROWS) -> None:
-        self._reduce_at_rows = reduce_at_rows
-        self._merged = ACTIVE_CUSTOMERS_SCHEMA.empty_table()
-        self._waiting: list[pa.Table] = []
-        self._waiting_rows = 0
-
-    def add(self, orders: pa.Table) -> None:
-        part = orders.select(ACTIVE_CUSTOMERS_SCHEMA.names).cast(ACTIVE_CUSTOMERS_SCHEMA)
-        self._waiting.append(part)
-        self._waiting_rows += part.num_rows
-        if self._waiting_rows >= max(self._merged.num_rows, self._reduce_at_rows):
-            self._merged = self.result()
-            self._waiting, self._waiting_rows = [], 0
-
-    def result(self) -> pa.Table:
-        return active_customers(pa.concat_tables([self._merged, *self._waiting]))
 
 
 def monthly_customers(
@@ -192,8 +172,7 @@ def monthly_customers(
     Args:
         month: ``YYYY-MM``.
         customers: silver customers (customer_id, customer_region, signup_date), all of them.
-        active: `active_customers` of the orders whose order_date falls in the month (of all of
-            them at once, or of parts of them concatenated).
+        active: `active_customers` of the orders whose order_date falls in the month.
         daily_revenue: ``gold.daily_revenue`` rows; those of the month are summed (a month's
             revenue is the sum of its days', exactly: both are decimal sums of the same orders).
 
@@ -210,7 +189,13 @@ def monthly_customers(
         pc.less(signup, pa.scalar((first + timedelta(days=31)).replace(day=1))),
     )
     new = _by_region(customers.filter(in_month), ([], "count_all"))
-    active_by_region = _by_region(active, ("customer_id", "count_distinct"))
+    active_by_region = dict(
+        zip(
+            active.column("customer_region").to_pylist(),
+            active.column("active_customers").to_pylist(),
+            strict=True,
+        )
+    )
     days = daily_revenue.filter(pc.equal(daily_revenue.column("month"), month))
     revenue = _by_region(days, ("revenue", "sum"))
     regions = sorted(set(new) | set(active_by_region) | set(revenue))

@@ -52,10 +52,16 @@ class GoldMonth:
 
 def rebuild(lake: Lake, plan: GoldPlan) -> list[GoldMonth]:
     """Rewrite ``gold/{table}/month=…`` of every gold table for the days and months planned."""
-    revenue = rebuild_daily(lake, DAILY_REVENUE, sorted(plan.order_days))
-    payments = rebuild_daily(lake, DAILY_PAYMENTS, sorted(plan.payment_days))
+    orders = SilverStore(lake, SPECS[Dataset.ORDERS]).current()  # one version for all of gold
+    payments = SilverStore(lake, SPECS[Dataset.PAYMENTS]).current()
+    revenue = rebuild_daily(lake, DAILY_REVENUE, orders, sorted(plan.order_days))
+    daily_payments = rebuild_daily(lake, DAILY_PAYMENTS, payments, sorted(plan.payment_days))
     rebuilt = {m.month: m.rows for m in revenue}
-    return revenue + payments + rebuild_monthly_customers(lake, plan.monthly_months, rebuilt)
+    return (
+        revenue
+        + daily_payments
+        + rebuild_monthly_customers(lake, orders, plan.monthly_months, rebuilt)
+    )
 
 
 def read_gold_month(lake: Lake, table: GoldTable, month: str) -> pa.Table:
@@ -93,18 +99,18 @@ def _replace_days(
     return merged.sort_by([(k, "ascending") for k in table.key])
 
 
-def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMonth]:
-    """Recompute a daily gold table for these days and rewrite their month files.
+def rebuild_daily(
+    lake: Lake, table: GoldTable, snapshot: SilverSnapshot, days: list[date]
+) -> list[GoldMonth]:
+    """Recompute a daily gold table for these days from one silver version, and rewrite their
+    month files.
 
-    Silver is read from one Delta version, a partition at a time (pruned from the log), so
-    memory holds one partition's few columns, not the days.
+    A month's days are one scan of their partitions (pruned in the Delta log) streamed through
+    the aggregation: memory holds the groups, not the days.
     """
-    dataset, build = {
-        DAILY_REVENUE.name: (Dataset.ORDERS, _daily_revenue_of),
-        DAILY_PAYMENTS.name: (Dataset.PAYMENTS, _daily_payments_of),
-    }[table.name]
-    date_column = _date_column(dataset)  # also the day column of the gold table
-    snapshot = SilverStore(lake, SPECS[dataset]).current()  # one version for the whole rebuild
+    aggregate = {DAILY_REVENUE.name: gold.daily_revenue, DAILY_PAYMENTS.name: gold.daily_payments}
+    columns = {DAILY_REVENUE.name: ORDER_COLUMNS, DAILY_PAYMENTS.name: PAYMENT_COLUMNS}
+    date_column = _date_column(snapshot.store.spec.name)  # also the day column of the table
     by_month: dict[str, set[date]] = {}
     for day in days:
         by_month.setdefault(day.strftime("%Y-%m"), set()).add(day)
@@ -114,7 +120,7 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
         partitions = _partitions_where(snapshot, date_column, wanted.__contains__)
         rows = _replace_days(
             read_gold_month(lake, table, month),
-            build(snapshot, partitions),
+            aggregate[table.name](snapshot.reader(partitions, columns[table.name])),
             date_column,
             month_days,
             table,
@@ -125,45 +131,31 @@ def rebuild_daily(lake: Lake, table: GoldTable, days: list[date]) -> list[GoldMo
     return months
 
 
-def _daily_revenue_of(snapshot: SilverSnapshot, partitions: list[str]) -> pa.Table:
-    """One partition holds one (order_date, customer_region): one gold row each."""
-    parts = [gold.daily_revenue(snapshot.read([p], columns=ORDER_COLUMNS)) for p in partitions]
-    return pa.concat_tables(parts) if parts else DAILY_REVENUE.schema.empty_table()
-
-
-def _daily_payments_of(snapshot: SilverSnapshot, partitions: list[str]) -> pa.Table:
-    """Partial sums per partition (one payment day each), added up."""
-    parts = [gold.daily_payments(snapshot.read([p], columns=PAYMENT_COLUMNS)) for p in partitions]
-    return gold.sum_daily_payments(
-        pa.concat_tables(parts) if parts else DAILY_PAYMENTS.schema.empty_table()
-    )
-
-
 def rebuild_monthly_customers(
-    lake: Lake, months: list[str], daily_revenue: Mapping[str, pa.Table]
+    lake: Lake, orders: SilverSnapshot, months: list[str], daily_revenue: Mapping[str, pa.Table]
 ) -> list[GoldMonth]:
-    """Recompute ``monthly_customers`` for these months and rewrite their files.
+    """Recompute ``monthly_customers`` for these months from one orders version, and rewrite
+    their files.
 
     A month's revenue is summed from its ``daily_revenue`` rows (``daily_revenue`` holds the
     months this run rebuilt; the others are read from the lake). Its active customers are
-    reduced from the customer ids of its silver orders, streamed: memory holds a batch and the
+    counted from one streamed scan of its orders' regions and customer ids: memory holds the
     distinct customers, not the month.
     """
     customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
         columns=["customer_id", "customer_region", "signup_date"]
     )
-    snapshot = SilverStore(lake, SPECS[Dataset.ORDERS]).current()  # one version throughout
     order_date = _date_column(Dataset.ORDERS)
     result = []
     for month in sorted(set(months)):
-        active = gold.ActiveCustomers()
-        partitions = _partitions_where(snapshot, order_date, _in_month(month))
-        for batch in snapshot.batches(partitions, columns=["customer_region", "customer_id"]):
-            active.add(batch)
+        partitions = _partitions_where(orders, order_date, _in_month(month))
+        active = gold.active_customers(
+            orders.reader(partitions, columns=["customer_region", "customer_id"])
+        )
         revenue = daily_revenue.get(month)
         if revenue is None:
             revenue = read_gold_month(lake, DAILY_REVENUE, month)
-        rows = gold.monthly_customers(month, customers, active.result(), revenue)
+        rows = gold.monthly_customers(month, customers, active, revenue)
         key = layout.gold_key(MONTHLY_CUSTOMERS.name, month)
         lake.write_parquet(key, rows)
         result.append(GoldMonth(MONTHLY_CUSTOMERS, month, key, rows))

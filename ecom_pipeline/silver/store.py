@@ -27,7 +27,7 @@ import bisect
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar, overload
@@ -162,11 +162,29 @@ class SilverSnapshot:
             result.setdefault(name, []).append(path)
         return result
 
-    def dataset(self) -> ds.Dataset:
-        """The version as an Arrow dataset (built once: gold reads it a partition at a time)."""
+    def dataset(self, partitions: Iterable[str] | None = None) -> ds.Dataset:
+        """The version as an Arrow dataset: every file, or only these partitions' files.
+
+        delta-rs builds one fragment per file, with its statistics, at about 0.5 ms a file, so
+        a partition list is pruned in the log first (hundreds of files to a few). The whole
+        table's dataset is built once per snapshot.
+        """
         assert self.table is not None
+        filesystem = self.store.lake.arrow_filesystem(self.store.root)
+        if partitions is not None and self.store.spec.partition_by:
+            wanted = sorted(set(partitions))
+            if not wanted:
+                return self.table.to_pyarrow_dataset(
+                    file_pruning_predicate="false", filesystem=filesystem
+                )
+            return self.table.to_pyarrow_dataset(
+                file_pruning_predicate=[
+                    [(column, "=", value) for column, value in parse_partition_path(p).items()]
+                    for p in wanted
+                ],
+                filesystem=filesystem,
+            )
         if self._dataset is None:
-            filesystem = self.store.lake.arrow_filesystem(self.store.root)
             self._dataset = self.table.to_pyarrow_dataset(filesystem=filesystem)
         return self._dataset
 
@@ -183,11 +201,12 @@ class SilverSnapshot:
             return schema.empty_table()
         return scanner.to_table().select(schema.names).cast(schema)
 
-    def batches(self, partitions: Iterable[str], columns: list[str]) -> Iterator[pa.Table]:
+    def reader(self, partitions: Iterable[str], columns: list[str]) -> pa.RecordBatchReader:
         """The rows `read` returns, streamed a record batch at a time in one scan."""
         schema, scanner = self._scanner(partitions, columns, None)
-        for batch in scanner.to_batches() if scanner is not None else []:
-            yield pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+        if scanner is None:
+            return pa.RecordBatchReader.from_batches(schema, [])
+        return scanner.to_reader().cast(schema)
 
     def _scanner(
         self,
@@ -202,12 +221,14 @@ class SilverSnapshot:
             schema = pa.schema([schema.field(c) for c in columns])
         if self.table is None:
             return schema, None
-        expression = self.store.partition_filter(partitions) if partitions is not None else None
-        if partitions is not None and expression is None:
+        wanted = None if partitions is None else sorted(set(partitions))
+        expression = self.store.partition_filter(wanted) if wanted is not None else None
+        if wanted is not None and expression is None:
             return schema, None
         if filter is not None:
             expression = filter if expression is None else expression & filter
-        return schema, self.dataset().scanner(columns=schema.names, filter=expression)
+        dataset = self.dataset(wanted)
+        return schema, dataset.scanner(columns=schema.names, filter=expression)
 
 
 class SilverStore:
@@ -455,7 +476,7 @@ class SilverStore:
         candidates = self._candidate_files(snapshot, batch)
         if not candidates:
             return empty
-        dataset = snapshot.dataset()
+        dataset = snapshot.dataset(candidates.values())
         fragments = [
             f for f in dataset.get_fragments() if _relative(f.path, self.uri) in candidates
         ]
@@ -471,26 +492,28 @@ class SilverStore:
         found = found.filter(pc.is_in(combined_key(found, self.spec), value_set=keys))
         return found.cast(empty.schema)
 
-    def _candidate_files(self, snapshot: SilverSnapshot, batch: pa.Table) -> set[str]:
-        """Paths of the files whose min/max key statistics can hold one of the batch's keys."""
+    def _candidate_files(self, snapshot: SilverSnapshot, batch: pa.Table) -> dict[str, str]:
+        """The files whose min/max key statistics can hold one of the batch's keys: path →
+        partition path."""
         assert snapshot.table is not None
         actions = pa.table(snapshot.table.get_add_actions(flatten=True))
         paths = actions.column("path").to_pylist()
+        partitions = self.partition_paths(actions, prefix="partition.").to_pylist()
         key = self.spec.key[0]
         if not paths or len(self.spec.key) > 1 or f"min.{key}" not in actions.column_names:
-            return set(paths)
+            return dict(zip(paths, partitions, strict=True))
         keys = pc.cast(batch.column(key), pa.string())
         sorted_keys = SortedStrings(pc.take(keys, pc.sort_indices(keys)))
         lows = actions.column(f"min.{key}").to_pylist()
         highs = actions.column(f"max.{key}").to_pylist()
-        result = set()
-        for path, low, high in zip(paths, lows, highs, strict=True):
+        result = {}
+        for path, partition, low, high in zip(paths, partitions, lows, highs, strict=True):
             if low is None or high is None or len(high) >= _STATS_TRUSTED_LENGTH:
-                result.add(path)
+                result[path] = partition
                 continue
             position = bisect.bisect_left(sorted_keys, low)
             if position < len(sorted_keys) and sorted_keys[position] <= high:
-                result.add(path)
+                result[path] = partition
         return result
 
     def _merge_commit(self, table: DeltaTable, run_id: str) -> CommitProperties:

@@ -142,17 +142,26 @@ def test_empty_inputs_give_empty_tables_of_the_right_schema() -> None:
     )
 
 
-def test_aggregating_in_parts_gives_the_whole_answer() -> None:
-    """Gold is built a silver file or partition at a time: the parts must add up exactly."""
+def _streamed(table: pa.Table, sizes: tuple[int, ...]) -> pa.RecordBatchReader:
+    """The table as a stream of record batches of these sizes (the rest in the last)."""
+    batches, start = [], 0
+    for size in sizes:
+        batches.extend(table.slice(start, size).to_batches())
+        start += size
+    batches.extend(table.slice(start).to_batches())
+    return pa.RecordBatchReader.from_batches(table.schema, batches)
+
+
+def test_aggregating_a_stream_of_batches_gives_the_whole_answer() -> None:
+    """Gold streams a silver scan through its aggregates: uneven batches, a group's rows spread
+    over several of them, and empty batches must add up to the whole table's answer."""
     statuses = ["placed", "shipped", "cancelled", "delivered", "succeeded", "failed", "refunded"]
     rows = [
         (f"O{n}", f"C{n % 7}", D1 if n % 3 else D2, ["EU", "NA"][n % 2], statuses[n % 7], f"{n}.05")
         for n in range(60)
     ]
     whole = orders(*rows)
-    parts = [orders(*rows[i : i + 11]) for i in range(0, len(rows), 11)]
-    active = pa.concat_tables([gold.active_customers(p) for p in parts])
-    revenue = pa.concat_tables([gold.daily_revenue(p) for p in parts])
+    sizes = (1, 0, 1, 2, 3, 5, 8, 13)
     customers = pa.table(
         {
             "customer_id": pa.array([], pa.string()),
@@ -165,30 +174,25 @@ def test_aggregating_in_parts_gives_the_whole_answer() -> None:
         "2026-11", customers, gold.active_customers(whole), whole_revenue
     )
     assert expected.column("active_customers").to_pylist() == [7, 7]  # C0..C6 in both regions
-    assert gold.monthly_customers("2026-11", customers, active, revenue).equals(expected)
+    assert gold.daily_revenue(_streamed(whole, sizes)).equals(whole_revenue)
+    active = gold.active_customers(_streamed(whole, sizes))
+    assert gold.monthly_customers("2026-11", customers, active, whole_revenue).equals(expected)
 
-    # Added one part at a time, uneven sizes: merges happen with rows still waiting.
-    total = gold.ActiveCustomers(reduce_at_rows=1)
-    start = 0
-    for size in (1, 1, 2, 3, 5, 8, 13, 27):
-        total.add(orders(*rows[start : start + size]))
-        start += size
-    assert start == len(rows)
-    assert gold.monthly_customers("2026-11", customers, total.result(), whole_revenue).equals(
-        expected
+    payments = pa.table(
+        {
+            "payment_date": whole.column("order_date"),
+            "payment_method": whole.column("customer_region"),
+            "payment_status": whole.column("order_status"),
+            "amount": whole.column("total_amount"),
+        }
     )
-
-    def payments(table: pa.Table) -> pa.Table:
-        return pa.table(
-            {
-                "payment_date": table.column("order_date"),
-                "payment_method": table.column("customer_region"),
-                "payment_status": table.column("order_status"),
-                "amount": table.column("total_amount"),
-            }
+    streamed = gold.daily_payments(_streamed(payments, sizes))
+    assert streamed.equals(gold.daily_payments(payments))
+    assert streamed.column("payments").to_pylist() == [
+        len([r for r in rows if r[2] == day and r[3] == method])
+        for day, method in zip(
+            streamed.column("payment_date").to_pylist(),
+            streamed.column("payment_method").to_pylist(),
+            strict=True,
         )
-
-    summed = gold.sum_daily_payments(
-        pa.concat_tables([gold.daily_payments(payments(p)) for p in parts])
-    )
-    assert summed.equals(gold.daily_payments(payments(whole)))
+    ]

@@ -145,7 +145,7 @@ def test_concurrent_gold_rebuilds_of_one_month_keep_every_day(lake: Lake) -> Non
     def rebuild(day: date) -> None:
         try:
             with lake_lock(_same_lake(lake), "gold", poll_seconds=0.01):
-                rebuild_daily(lake, DAILY_REVENUE, [day])
+                rebuild_daily(lake, DAILY_REVENUE, store.current(), [day])
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
