@@ -262,11 +262,13 @@ STAGE_FUNCTIONS = {
 
 
 def _save_profile(profiler: Any, path: str) -> Result:
-    """Write the profile (text and HTML) and summarize it: time per stage and the functions
+    """Write the profile (text, HTML, and the session for `pyinstrument --load`, which can
+    render library frames the text hides) and summarize it: time per stage and the functions
     with the most self time."""
     session = profiler.stop()
     Path(path).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
     Path(path).with_suffix(".html").write_text(profiler.output_html())
+    session.save(str(Path(path).with_suffix(".pyisession")))
     root = session.root_frame()
     if root is None:
         return {"duration_seconds": round(session.duration, 3), "text": path}
