@@ -137,26 +137,39 @@ def rebuild_monthly_customers(
     """Recompute ``monthly_customers`` for these months from one orders version, and rewrite
     their files.
 
-    A month's revenue is summed from its ``daily_revenue`` rows (``daily_revenue`` holds the
-    months this run rebuilt; the others are read from the lake). Its active customers are
-    counted from one streamed scan of its orders' regions and customer ids: memory holds the
-    distinct customers, not the month.
+    ``daily_revenue`` holds the months whose orders this run changed (their rebuilt
+    ``daily_revenue`` rows). A month's revenue is summed from its ``daily_revenue`` rows (read
+    from the lake for the other months). Its active customers are counted from one streamed
+    scan of its orders' regions and customer ids (memory holds the distinct customers, not the
+    month) when its orders changed; a month rebuilt only for its signups keeps the counts its
+    file holds, which no other change can alter.
     """
     customers = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).read(
         columns=["customer_id", "customer_region", "signup_date"]
     )
-    order_date = _date_column(Dataset.ORDERS)
     result = []
     for month in sorted(set(months)):
-        partitions = _partitions_where(orders, order_date, _in_month(month))
-        active = gold.active_customers(
-            orders.reader(partitions, columns=["customer_region", "customer_id"])
-        )
         revenue = daily_revenue.get(month)
+        active = None if revenue is None else _active_customers(orders, month)
         if revenue is None:
             revenue = read_gold_month(lake, DAILY_REVENUE, month)
+            active = _active_customers_of(read_gold_month(lake, MONTHLY_CUSTOMERS, month))
+            if active is None:  # no file yet: count them
+                active = _active_customers(orders, month)
         rows = gold.monthly_customers(month, customers, active, revenue)
         key = layout.gold_key(MONTHLY_CUSTOMERS.name, month)
         lake.write_parquet(key, rows)
         result.append(GoldMonth(MONTHLY_CUSTOMERS, month, key, rows))
     return result
+
+
+def _active_customers(orders: SilverSnapshot, month: str) -> pa.Table:
+    partitions = _partitions_where(orders, _date_column(Dataset.ORDERS), _in_month(month))
+    return gold.active_customers(orders.reader(partitions, ["customer_region", "customer_id"]))
+
+
+def _active_customers_of(month_file: pa.Table) -> pa.Table | None:
+    """The active customers a ``monthly_customers`` file holds (None for no file)."""
+    if month_file.num_rows == 0:
+        return None
+    return month_file.select(["customer_region", "active_customers"])
