@@ -12,10 +12,14 @@ Three switches, all unset in production (then nothing here costs anything):
   ``count`` processes have reached it (each leaves a file in ``folder``), so runs started
   together are made to overlap however unevenly their interpreters start.
 
+In-process tests can also run their own code at a named point (`interleave`): another run's
+step committed at the worst instant, without replacing any of the pipeline's functions.
+
 A kill from inside the process lands at an exact, repeatable step, which an outside timer
 cannot do. The named points, in the order a daily run meets them: ``ingest:listed``,
 ``ingest:checksummed`` (first file), ``validate:{dataset}:staged`` (first file's valid rows on
-scratch disk), ``silver:{dataset}:before-merge|after-merge|before-compact|after-compact``,
+scratch disk), ``silver:orders:regions-read`` (customers read, orders' regions decided),
+``silver:{dataset}:before-merge|after-merge|before-compact|after-compact``,
 ``load:{table}:before-commit|after-commit`` and ``ledger:{dataset}:before-write``; the lake
 writes (gold files, the gold lock, the ledger, the manifest) are reached by the write counter.
 """
@@ -27,7 +31,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,6 +44,7 @@ FAILPOINT_ENV = "ECOM_FAILPOINT_KILL_AFTER_WRITE"
 FAILPOINT_AT_ENV = "ECOM_FAILPOINT_KILL_AT"
 FAILPOINT_BARRIER_ENV = "ECOM_FAILPOINT_BARRIER"
 BARRIER_TIMEOUT_SECONDS = 300.0
+_INTERLEAVED: dict[str, Callable[[], None]] = {}
 
 
 def _kill() -> None:
@@ -59,9 +65,23 @@ def _barrier(name: str) -> None:
         time.sleep(0.05)
 
 
+@contextmanager
+def interleave(name: str, step: Callable[[], None]) -> Iterator[None]:
+    """Within the block, the first `failpoint` call named ``name`` runs ``step`` first."""
+    _INTERLEAVED[name] = step
+    try:
+        yield
+    finally:
+        _INTERLEAVED.pop(name, None)
+
+
 def failpoint(name: str) -> None:
     """Kill this process here (or after a delay) if ``ECOM_FAILPOINT_KILL_AT`` names ``name``;
-    wait here for the others if ``ECOM_FAILPOINT_BARRIER`` does."""
+    wait here for the others if ``ECOM_FAILPOINT_BARRIER`` does; run the step `interleave`
+    holds for ``name``."""
+    step = _INTERLEAVED.pop(name, None) if _INTERLEAVED else None
+    if step is not None:
+        step()
     if os.environ.get(FAILPOINT_BARRIER_ENV):
         _barrier(name)
     setting = os.environ.get(FAILPOINT_AT_ENV)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from ecom_pipeline.contracts.datasets import SPECS, UNKNOWN_REGION, Dataset, DatasetSpec
 from ecom_pipeline.contracts.validation import ValidatedFile
 from ecom_pipeline.lake import layout
+from ecom_pipeline.lake.failpoints import failpoint
 from ecom_pipeline.lake.intake import FileAccount
 from ecom_pipeline.lake.storage import Lake
 from ecom_pipeline.silver.incoming import IncomingRows, with_accounted, working_schema
@@ -107,6 +108,7 @@ def merge_into_silver(
         incoming, regions_seen = store.retrying(
             "orders' regions", lambda: _orders_with_regions(lake, validated)
         )
+        failpoint("silver:orders:regions-read")
     else:
         incoming = _valid_rows(store, validated)
     result = store.merge(incoming, run_id)

@@ -17,6 +17,7 @@ import pytest
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.contracts.validation import FileValidation, RunContext, ValidatedFile
 from ecom_pipeline.gold.plan import plan_gold
+from ecom_pipeline.lake.failpoints import interleave
 from ecom_pipeline.lake.storage import LocalLake
 from ecom_pipeline.run.report import FileAccount
 from ecom_pipeline.silver.store import SilverStore
@@ -51,7 +52,7 @@ def silver_step(lake: LocalLake, dataset: Dataset, day: date, files: list[Valida
 
 
 def test_a_customer_committed_while_an_order_of_theirs_is_being_merged_still_places_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """SPEC §4: an order of a not-yet-known customer goes to UNKNOWN and is moved once the
     customer arrives, whatever the order of two concurrent days' steps.
@@ -90,18 +91,16 @@ def test_a_customer_committed_while_an_order_of_theirs_is_being_merged_still_pla
         + "O2,C1,2026-11-18,placed,20.00,2026-11-18T10:00:00Z\n",
     )
 
-    real_merge = SilverStore.merge
     interleaved = []
 
-    def merge_after_the_other_run(self: SilverStore, incoming: pa.Table, run_id: str):
-        if self.spec.name == Dataset.ORDERS and run_id == f"run-{DAY}" and not interleaved:
-            interleaved.append(True)  # the run of D+1 goes first, from here to its end
-            silver_step(lake, Dataset.CUSTOMERS, NEXT, [late_customer])
-            silver_step(lake, Dataset.ORDERS, NEXT, [])
-        return real_merge(self, incoming, run_id)
+    def the_other_run() -> None:  # the run of D+1, from here to its end
+        interleaved.append(True)
+        silver_step(lake, Dataset.CUSTOMERS, NEXT, [late_customer])
+        silver_step(lake, Dataset.ORDERS, NEXT, [])
 
-    monkeypatch.setattr(SilverStore, "merge", merge_after_the_other_run)
-    outcome = silver_step(lake, Dataset.ORDERS, DAY, [day_orders])
+    # The run of D has read customers (C2 unknown: O1 goes to UNKNOWN) and not merged yet.
+    with interleave("silver:orders:regions-read", the_other_run):
+        outcome = silver_step(lake, Dataset.ORDERS, DAY, [day_orders])
     assert interleaved
 
     rows = SilverStore(lake, SPECS[Dataset.ORDERS]).read().to_pylist()
