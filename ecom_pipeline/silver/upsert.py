@@ -209,28 +209,41 @@ def _orders_with_regions(
     scratch each time the rows are read."""
     orders_store = SilverStore(lake, SPECS[Dataset.ORDERS])
     customers_read = SilverStore(lake, SPECS[Dataset.CUSTOMERS]).current()
-    customers = customers_read.read(columns=["customer_id", "customer_region"])
     snapshot = orders_store.current()
     schema = working_schema(orders_store.schema)
     unknown = [p for p in snapshot.partitions if p.endswith(f"customer_region={UNKNOWN_REGION}")]
+    waiting = snapshot.read(partitions=unknown) if unknown else schema.empty_table()
+
+    # Each order's customer is looked up once for every reading: a lookup builds a hash table,
+    # and a 10 M-order day has over a hundred staged blocks, read twice. Dictionary-encoded,
+    # the day's customer ids take new buffers (a column of a staged block would keep the whole
+    # block alive) and are looked up once per distinct id.
+    encoded = [pc.dictionary_encode(t.column("customer_id")) for t in _valid_tables(validated)]
+    chunks = [c for chunked in encoded for c in chunked.chunks]
+    ids = (
+        pa.chunked_array(chunks).combine_chunks()
+        if chunks
+        else pa.array([], pa.dictionary(pa.int32(), pa.string()))
+    )
+    # Only the customers these orders name are read: the hash table is built on the day's
+    # distinct ids, not on every customer silver holds.
+    wanted = pc.unique(
+        pa.chunked_array(
+            [ids.dictionary, *waiting.column("customer_id").chunks], ids.dictionary.type
+        )
+    )
+    customers = customers_read.read(
+        columns=["customer_id", "customer_region"], filter=pc.field("customer_id").isin(wanted)
+    )
     moved = schema.empty_table()
-    if unknown:
-        found = assign_regions(snapshot.read(partitions=unknown), customers)
+    if waiting.num_rows:
+        found = assign_regions(waiting, customers)
         found = found.filter(pc.not_equal(found.column("customer_region"), UNKNOWN_REGION))
         # Moved rows keep their lineage, so they tie with their committed selves and replace
         # them.
         moved = with_accounted(found, False).select(schema.names).cast(schema)
-
-    # Each order's customer is looked up once for every reading: a lookup builds a hash table
-    # of all known customers, and a 10 M-order day has over a hundred staged blocks, read
-    # twice. Dictionary-encoded, the day's customer ids take new buffers (a column of a staged
-    # block would keep the whole block alive) and are looked up once per distinct id.
-    encoded = [pc.dictionary_encode(t.column("customer_id")) for t in _valid_tables(validated)]
-    index = pa.array([], pa.int32())
-    if encoded:
-        ids = pa.chunked_array([c for chunks in encoded for c in chunks.chunks]).combine_chunks()
-        known = pc.index_in(ids.dictionary, value_set=customers.column("customer_id"))
-        index = pc.take(known, ids.indices)
+    known = pc.index_in(ids.dictionary, value_set=customers.column("customer_id"))
+    index = pc.take(known, ids.indices)
 
     def tables() -> Iterator[pa.Table]:
         start = 0
