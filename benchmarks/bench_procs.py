@@ -298,6 +298,8 @@ class PrefectServer:
     home: Path
     log: Path
     port: int = 0
+    #: ``PREFECT_API_DATABASE_CONNECTION_URL`` of the server; None: SQLite under ``home``.
+    database_url: str | None = None
     startup_timeout: float = 180.0
     startup_seconds: float = 0.0
     process: subprocess.Popen[bytes] | None = None
@@ -312,6 +314,8 @@ class PrefectServer:
         self.home.mkdir(parents=True, exist_ok=True)
         env = prefect_env(os.environ, self.home)
         env["PREFECT_SERVER_UI_ENABLED"] = "false"
+        if self.database_url:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.database_url
         command = [*_prefect_command(), "server", "start", "--host", "127.0.0.1"]
         start = time.perf_counter()
         self.process = _spawn(
@@ -352,9 +356,11 @@ class PrefectServer:
 
 
 @contextmanager
-def prefect_server(home: Path, log: Path, port: int = 0) -> Iterator[PrefectServer]:
+def prefect_server(
+    home: Path, log: Path, port: int = 0, database_url: str | None = None
+) -> Iterator[PrefectServer]:
     """A running local Prefect API for the ``with`` block; always stopped afterwards."""
-    server = PrefectServer(home=home, log=log, port=port)
+    server = PrefectServer(home=home, log=log, port=port, database_url=database_url)
     try:
         server.start()
         yield server

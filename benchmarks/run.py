@@ -82,6 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     out.add_argument("--rss-limit-gb", type=float, default=12.0, help="abort a part above this")
     out.add_argument("--part-timeout", type=float, default=None, help="seconds per part")
     out.add_argument("--prefect-port", type=int, default=0, help="default: a free port")
+    out.add_argument(
+        "--prefect-database",
+        metavar="URL",
+        help="database of the Prefect server (postgresql+asyncpg://…, an empty database); "
+        "default: SQLite under the workdir",
+    )
     args = parser.parse_args(argv)
     if args.backfill_days is None and args.scale:
         args.backfill_days = 30
@@ -211,7 +217,9 @@ def measure(bench: Bench, args: argparse.Namespace, result: dict[str, Any]) -> N
     home = bench.workdir / "prefect-home"
     log = bench.workdir / "logs" / "prefect-server.log"
     print(f"starting the Prefect server (log: {log}) …")
-    with prefect_server(home, log, port=args.prefect_port) as server:
+    with prefect_server(
+        home, log, port=args.prefect_port, database_url=args.prefect_database
+    ) as server:
         result["prefect_server"] = {"startup_seconds": round(server.startup_seconds, 3)}
         print(f"  Prefect API at {server.api_url} after {server.startup_seconds:.1f} s")
         bench.env = prefect_env(os.environ, home) | {"PREFECT_API_URL": server.api_url}

@@ -64,3 +64,41 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert backfill["runs"] == 2 and backfill["failed_days"] == []
     assert 0 < backfill["stage_sum_seconds"] < backfill["total_seconds"]
     assert backfill["overhead_pct"] is not None
+
+
+@pytest.mark.slow
+def test_benchmark_runs_its_prefect_server_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """``--prefect-database``: the server keeps its runs in that database, not in SQLite."""
+    import sqlalchemy as sa
+
+    name = f"prefect_bench_{os.getpid()}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    database = sa.make_url(postgres_url).set(drivername="postgresql+asyncpg", database=name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ECOM_"))}
+    command = [
+        sys.executable, str(SCRIPT),
+        "--orders", "0", "--backfill-days", "2", "--backfill-orders", "100",
+        "--workdir", str(tmp_path / "work"),
+        "--prefect-database", database.render_as_string(hide_password=False),
+    ]  # fmt: skip
+    try:
+        finished = subprocess.run(
+            command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path
+        )
+        assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+        runs = sa.create_engine(database.set(drivername="postgresql+psycopg"))
+        with runs.connect() as connection:
+            names = connection.execute(sa.text("SELECT name FROM flow_run")).scalars().all()
+        runs.dispose()
+        assert sorted(n for n in names if n.startswith("daily-")) == [
+            "daily-2026-11-20",
+            "daily-2026-11-21",
+        ]
+        assert not list((tmp_path / "work").rglob("prefect.db"))
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
