@@ -225,15 +225,18 @@ def _orders_with_regions(
         if chunks
         else pa.array([], pa.dictionary(pa.int32(), pa.string()))
     )
-    # Only the customers these orders name are read: the hash table is built on the day's
-    # distinct ids, not on every customer silver holds.
+    # Only the customers these orders name are kept: the hash table is built on the day's
+    # distinct ids, not on every customer silver holds. (Filtered here rather than pushed
+    # down: delta-rs's files may hold string_view statistics, which pyarrow's pruning cannot
+    # compare with a string set.)
     wanted = pc.unique(
         pa.chunked_array(
             [ids.dictionary, *waiting.column("customer_id").chunks], ids.dictionary.type
         )
     )
-    customers = customers_read.read(
-        columns=["customer_id", "customer_region"], filter=pc.field("customer_id").isin(wanted)
+    every_customer = customers_read.read(columns=["customer_id", "customer_region"])
+    customers = every_customer.filter(
+        pc.is_in(every_customer.column("customer_id"), value_set=wanted)
     )
     moved = schema.empty_table()
     if waiting.num_rows:
