@@ -108,8 +108,10 @@ def rebuild_daily(
     A month's days are one scan of their partitions (pruned in the Delta log) streamed through
     the aggregation: memory holds the groups, not the days.
     """
-    aggregate = {DAILY_REVENUE.name: gold.daily_revenue, DAILY_PAYMENTS.name: gold.daily_payments}
-    columns = {DAILY_REVENUE.name: ORDER_COLUMNS, DAILY_PAYMENTS.name: PAYMENT_COLUMNS}
+    aggregate, columns = {
+        DAILY_REVENUE.name: (gold.daily_revenue, ORDER_COLUMNS),
+        DAILY_PAYMENTS.name: (gold.daily_payments, PAYMENT_COLUMNS),
+    }[table.name]
     date_column = _date_column(snapshot.store.spec.name)  # also the day column of the table
     by_month: dict[str, set[date]] = {}
     for day in days:
@@ -120,7 +122,7 @@ def rebuild_daily(
         partitions = _partitions_where(snapshot, date_column, wanted.__contains__)
         rows = _replace_days(
             read_gold_month(lake, table, month),
-            aggregate[table.name](snapshot.reader(partitions, columns[table.name])),
+            aggregate(snapshot.reader(partitions, columns)),
             date_column,
             month_days,
             table,
@@ -150,12 +152,13 @@ def rebuild_monthly_customers(
     result = []
     for month in sorted(set(months)):
         revenue = daily_revenue.get(month)
-        active = None if revenue is None else _active_customers(orders, month)
-        if revenue is None:
+        if revenue is None:  # the run changed the month's signups, not its orders
             revenue = read_gold_month(lake, DAILY_REVENUE, month)
             active = _active_customers_of(read_gold_month(lake, MONTHLY_CUSTOMERS, month))
-            if active is None:  # no file yet: count them
-                active = _active_customers(orders, month)
+        else:
+            active = None
+        if active is None:  # its orders changed, or it has no file yet: count them
+            active = _active_customers(orders, month)
         rows = gold.monthly_customers(month, customers, active, revenue)
         key = layout.gold_key(MONTHLY_CUSTOMERS.name, month)
         lake.write_parquet(key, rows)

@@ -173,10 +173,7 @@ class SilverSnapshot:
         filesystem = self.store.lake.arrow_filesystem(self.store.root)
         if partitions is not None and self.store.spec.partition_by:
             wanted = sorted(set(partitions))
-            if not wanted:
-                return self.table.to_pyarrow_dataset(
-                    file_pruning_predicate="false", filesystem=filesystem
-                )
+            assert wanted, "an empty partition list prunes every file"
             return self.table.to_pyarrow_dataset(
                 file_pruning_predicate=[
                     [(column, "=", value) for column, value in parse_partition_path(p).items()]
@@ -222,13 +219,10 @@ class SilverSnapshot:
         if self.table is None:
             return schema, None
         wanted = None if partitions is None else sorted(set(partitions))
-        expression = self.store.partition_filter(wanted) if wanted is not None else None
-        if wanted is not None and expression is None:
+        if wanted == []:
             return schema, None
-        if filter is not None:
-            expression = filter if expression is None else expression & filter
-        dataset = self.dataset(wanted)
-        return schema, dataset.scanner(columns=schema.names, filter=expression)
+        # The dataset holds exactly these partitions' files: only ``filter`` is left to apply.
+        return schema, self.dataset(wanted).scanner(columns=schema.names, filter=filter)
 
 
 class SilverStore:
@@ -292,21 +286,6 @@ class SilverStore:
             return pa.array([""] * table.num_rows, pa.string())
         columns = {c: table.column(prefix + c) for c in self.spec.partition_by}
         return partition_column(pa.table(columns), self.spec)
-
-    def partition_filter(self, partitions: Iterable[str]) -> pc.Expression | None:
-        """An expression true on exactly these partitions' rows (None: no partition at all)."""
-        expression: pc.Expression | None = None
-        for path in partitions:
-            values = parse_partition_path(path)
-            part: pc.Expression | None = None
-            for column in self.spec.partition_by:
-                kind = self.schema.field(column).type
-                term = pc.field(column) == pa.scalar(values[column]).cast(kind)
-                part = term if part is None else part & term
-            if part is None:  # unpartitioned table: the one "" partition is everything
-                return pc.scalar(True)
-            expression = part if expression is None else expression | part
-        return expression
 
     def _target_restriction(self, partitions: Iterable[str]) -> str:
         """SQL for the merge: the target rows of these partitions (values checked, quote-free)."""
