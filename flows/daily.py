@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from prefect import flow, runtime
 from prefect.context import TagsContext
 
-from ecom_pipeline.contracts.datasets import PROCESSING_ORDER, Dataset
+from ecom_pipeline.contracts.datasets import LANES, PROCESSING_ORDER, Dataset
 from ecom_pipeline.contracts.validation import RunContext
 from ecom_pipeline.errors import RunFailedError
 from ecom_pipeline.lake.lock import lake_lock
@@ -26,6 +26,7 @@ from ecom_pipeline.run.resources import build_resources
 from ecom_pipeline.settings import load_settings
 from ecom_pipeline.silver.upsert import SilverOutcome
 from flows.alerts import report_outcome
+from flows.lanes import run_lanes
 from tasks.gold import build_gold
 from tasks.ingest import ingest_raw_files, record_ingested
 from tasks.load import load_warehouse
@@ -102,17 +103,24 @@ def _run_day(day: date, datasets: list[Dataset], reprocess: bool) -> RunReport:
         inputs = ingest_raw_files(resources, day, datasets, reprocess, run.run_id)
 
     silver: dict[Dataset, SilverOutcome] = {}
-    shares: list[DatasetReport] = []  # each dataset's part of the report
     # Valid rows wait on local disk between validate and silver: memory holds a batch, not a day.
     with staging_area(settings.scratch_dir, run.run_id) as staging:
-        for dataset in [d for d in PROCESSING_ORDER if d in datasets]:
+
+        def process(dataset: Dataset) -> DatasetReport:
+            """Validate, then merge into silver: the dataset's part of the report."""
             files = inputs.files.get(dataset, [])
             with clock.timed(f"validate-{dataset}"):
                 validation = validate_dataset(resources, staging, dataset, files, run)
             with clock.timed(f"silver-{dataset}"):
                 silver[dataset] = write_silver(resources, dataset, validation, day, run.run_id)
-            staging.discard(dataset)  # committed: scratch disk holds one dataset at a time
-            shares.append(dataset_report(dataset, validation, silver[dataset]))
+            staging.discard(dataset)  # committed: scratch disk holds only what is in flight
+            return dataset_report(dataset, validation, silver[dataset])
+
+        shares = run_lanes(
+            process,
+            [[d for d in lane if d in datasets] for lane in LANES],
+            at_once=inputs.size <= settings.lanes_max_bytes,
+        )
 
     # Gold month files are read, patched and rewritten: one run at a time per lake.
     with lake_lock(resources.lake, "gold"):

@@ -105,12 +105,14 @@ class KillAfterWrites(Lake):
         self.root = inner.root
         self.remaining = writes
         self.prefix = prefix
+        self._counting = threading.Lock()  # a run's lanes write from two threads
 
     def _count(self, key: str) -> None:
         if key.startswith(self.prefix):
-            self.remaining -= 1
-            if self.remaining == 0:
-                _kill()
+            with self._counting:
+                self.remaining -= 1
+                if self.remaining == 0:
+                    _kill()
 
     def read_bytes(self, key: str) -> bytes:
         return self.inner.read_bytes(key)

@@ -33,6 +33,11 @@ class DayInputs:
     rejected: list[FileAccount] = field(default_factory=list)
 
     @property
+    def size(self) -> int:
+        """Bytes of the files to process."""
+        return sum(raw.size for files in self.files.values() for raw in files)
+
+    @property
     def accounts(self) -> list[FileAccount]:
         """The accounts of every file not processed, skipped ones first."""
         return self.skipped + self.rejected

@@ -4,6 +4,7 @@ independent computation of gold."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,9 +14,10 @@ import pyarrow.parquet
 import pytest
 
 from devtools.generate import GeneratorConfig, generate_day, write_raw_files
-from ecom_pipeline.contracts.datasets import SPECS, Dataset
+from ecom_pipeline.contracts.datasets import PROCESSING_ORDER, SPECS, Dataset
 from ecom_pipeline.errors import RunFailedError
 from ecom_pipeline.gold.tables import GOLD_TABLES, LOADED_AT
+from ecom_pipeline.lake.failpoints import interleave
 from ecom_pipeline.lake.storage import LocalLake, open_lake
 from ecom_pipeline.settings import load_settings
 from ecom_pipeline.silver.store import SilverStore
@@ -119,6 +121,32 @@ def test_late_customers_move_their_orders_out_of_unknown(pipeline_env: Path) -> 
     assert moved, "the generator delivers some customers a day late"
     all_rows = store.read().to_pylist()
     assert len({r["order_id"] for r in all_rows}) == len(all_rows)  # moved, not copied
+
+
+@pytest.mark.parametrize("at_once", [True, False], ids=["small-day", "lanes-max-bytes-0"])
+def test_a_small_day_runs_its_lanes_at_once_and_a_large_one_a_dataset_at_a_time(
+    pipeline_env: Path, monkeypatch: pytest.MonkeyPatch, at_once: bool
+) -> None:
+    if not at_once:
+        monkeypatch.setenv("ECOM_LANES_MAX_BYTES", "0")  # every day counts as large
+    generate(pipeline_env / "lake", DAYS[:1])
+    payments = SilverStore(LocalLake(pipeline_env / "lake"), SPECS[Dataset.PAYMENTS])
+    seen: list[int] = []
+
+    def customers_about_to_merge() -> None:
+        # Lanes at once: while the customers lane waits here, the payments lane goes on to
+        # create its table (version 0) and commit its rows (version 1).
+        deadline = time.monotonic() + (60 if at_once else 0)
+        while payments.current().version < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append(payments.current().version)
+
+    with interleave("silver:customers:before-merge", customers_about_to_merge):
+        report = daily(run_date=DAYS[0])
+
+    assert report.succeeded
+    assert seen == ([1] if at_once else [-1])
+    assert list(report.datasets) == [d.value for d in PROCESSING_ORDER]  # reported in order
 
 
 def test_running_a_day_twice_changes_nothing_but_loaded_at(pipeline_env: Path) -> None:
