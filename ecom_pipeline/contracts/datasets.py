@@ -38,9 +38,14 @@ class Dataset(StrEnum):
 
 @dataclass(frozen=True)
 class Column:
+    """A source column: its name, kind, whether it is PII (hashed from validate on), and
+    whether its values are nearly all different from row to row (ids, e-mails, update times:
+    silver stores them without a Parquet dictionary, which such values only outgrow)."""
+
     name: str
     kind: ColumnKind
     pii: bool = False
+    distinct: bool = False
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -109,13 +114,13 @@ SPECS: dict[Dataset, DatasetSpec] = {
     Dataset.CUSTOMERS: DatasetSpec(
         name=Dataset.CUSTOMERS,
         columns=(
-            Column("customer_id", "string"),
+            Column("customer_id", "string", distinct=True),
             Column("first_name", "string", pii=True),
             Column("last_name", "string", pii=True),
-            Column("email", "string", pii=True),
+            Column("email", "string", pii=True, distinct=True),
             Column("customer_region", "string"),
             Column("signup_date", "date"),
-            Column("updated_at", "timestamp"),
+            Column("updated_at", "timestamp", distinct=True),
         ),
         key=("customer_id",),
         version_column="updated_at",
@@ -124,12 +129,12 @@ SPECS: dict[Dataset, DatasetSpec] = {
     Dataset.ORDERS: DatasetSpec(
         name=Dataset.ORDERS,
         columns=(
-            Column("order_id", "string"),
-            Column("customer_id", "string"),
+            Column("order_id", "string", distinct=True),
+            Column("customer_id", "string", distinct=True),
             Column("order_date", "date"),
             Column("order_status", "string"),
             Column("total_amount", "decimal"),
-            Column("updated_at", "timestamp"),
+            Column("updated_at", "timestamp", distinct=True),
         ),
         key=("order_id",),
         version_column="updated_at",
@@ -140,13 +145,13 @@ SPECS: dict[Dataset, DatasetSpec] = {
     Dataset.PAYMENTS: DatasetSpec(
         name=Dataset.PAYMENTS,
         columns=(
-            Column("payment_id", "string"),
-            Column("order_id", "string"),
+            Column("payment_id", "string", distinct=True),
+            Column("order_id", "string", distinct=True),
             Column("payment_date", "date"),
             Column("payment_method", "string"),
             Column("payment_status", "string"),
             Column("amount", "decimal"),
-            Column("updated_at", "timestamp"),
+            Column("updated_at", "timestamp", distinct=True),
         ),
         key=("payment_id",),
         version_column="updated_at",

@@ -21,7 +21,7 @@ from deltalake.exceptions import TableNotFoundError
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.errors import MigrationError
 from ecom_pipeline.lake.storage import Lake
-from ecom_pipeline.silver.store import TABLE_CONFIGURATION, WRITER_PROPERTIES, SilverStore
+from ecom_pipeline.silver.store import TABLE_CONFIGURATION, SilverStore
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def migrate_dataset(lake: Lake, dataset: Dataset) -> Migrated | None:
             mode="error",
             configuration=TABLE_CONFIGURATION,
             storage_options=store.storage_options,
-            writer_properties=WRITER_PROPERTIES,
+            writer_properties=store.writer_properties,
             commit_properties=CommitProperties(custom_metadata={MIGRATED_FROM: str(version)}),
         )
     elif done != version:

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet
 import pytest
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
@@ -267,6 +268,27 @@ def test_compaction_merges_a_partitions_small_files_and_keeps_its_rows(lake: Lak
     assert store.compact([P20_EU, P18_EU], "maintenance") == [P20_EU]  # P18 has one file
     assert store.current().file_count(P20_EU) == 1
     assert rows_of(store.read()) == rows_of(before)
+
+
+def test_nearly_distinct_columns_are_written_without_a_dictionary(tmp_path) -> None:
+    store = SilverStore(LocalLake(tmp_path), ORDERS)
+    store.merge(day_of_orders(1, 20, 300), "append")  # new keys: an append
+    store.merge(day_of_orders(1, 21, 300), "merge")  # late updates: a merge
+    for n in range(COMPACT_MIN_FILES):
+        store.merge(orders((f"K{n}", "2026-11-20", "EU", 0, "placed", 20)), f"r{n}")
+    assert store.compact([P20_EU], "maintenance") == [P20_EU]
+
+    table = DeltaTable(store.uri)
+    assert len(table.file_uris()) > 1
+    for uri in table.file_uris():
+        encodings = {}
+        row_group = pyarrow.parquet.ParquetFile(uri).metadata.row_group(0)
+        for i in range(row_group.num_columns):
+            column = row_group.column(i)
+            encodings[column.path_in_schema] = set(column.encodings)
+        for name in ("order_id", "customer_id", "updated_at", "_source_line"):
+            assert "RLE_DICTIONARY" not in encodings[name], (uri, name)
+        assert "RLE_DICTIONARY" in encodings["order_status"], uri
 
 
 def test_retention_deletes_old_partitions_and_vacuum_removes_their_files(lake: Lake) -> None:
