@@ -144,20 +144,24 @@ class SilverSnapshot:
         self.store = store
         self.table = table
         self.version = table.version() if table is not None else -1
-        self._dataset: ds.Dataset | None = None
+        self._files: pa.Table | None = None
+
+    def file_actions(self) -> pa.Table:
+        """The version's data files: path, partition path (``partition``) and values, and
+        statistics; read from the log once per snapshot."""
+        if self._files is None:
+            assert self.table is not None
+            actions = pa.table(self.table.get_add_actions(flatten=True))
+            paths = self.store.partition_paths(actions, prefix="partition.")
+            self._files = actions.append_column("partition", paths)
+        return self._files
 
     @property
     def partitions(self) -> list[str]:
         """Partition paths that hold rows (``""`` for an unpartitioned table with rows)."""
         if self.table is None:
             return []
-        spec = self.store.spec
-        if not spec.partition_by:
-            return [""] if self.file_count() else []
-        return sorted(
-            "/".join(f"{c}={values[c]}" for c in spec.partition_by)
-            for values in self.table.partitions()
-        )
+        return sorted(set(self.files_by_partition()))
 
     def file_count(self, partition: str | None = None) -> int:
         """Data files of one partition (of the whole table when None)."""
@@ -170,35 +174,49 @@ class SilverSnapshot:
         """Data file paths (relative to the table) by partition path."""
         if self.table is None:
             return {}
-        actions = pa.table(self.table.get_add_actions(flatten=True))
-        paths = self.store.partition_paths(actions, prefix="partition.")
+        actions = self.file_actions()
         result: dict[str, list[str]] = {}
-        for path, name in zip(actions.column("path").to_pylist(), paths.to_pylist(), strict=True):
+        for path, name in zip(
+            actions.column("path").to_pylist(), actions.column("partition").to_pylist(), strict=True
+        ):
             result.setdefault(name, []).append(path)
         return result
 
     def dataset(self, partitions: Iterable[str] | None = None) -> ds.Dataset:
         """The version as an Arrow dataset: every file, or only these partitions' files.
 
-        delta-rs builds one fragment per file, with its statistics, at about 0.5 ms a file, so
-        a partition list is pruned in the log first (hundreds of files to a few). The whole
-        table's dataset is built once per snapshot.
+        Built here from the log's add actions: delta-rs's ``to_pyarrow_dataset`` turns every
+        file's statistics into an expression, at about 1 ms a file (0.15 s for a month of
+        orders, several times a day), and nothing here prunes on them: reads filter after
+        reading (see `SilverStore._existing_versions`).
         """
         assert self.table is not None
         filesystem = self.store.lake.arrow_filesystem(self.store.root)
-        if partitions is not None and self.store.spec.partition_by:
-            wanted = sorted(set(partitions))
-            assert wanted, "an empty partition list prunes every file"
-            return self.table.to_pyarrow_dataset(
-                file_pruning_predicate=[
-                    [(column, "=", value) for column, value in parse_partition_path(p).items()]
-                    for p in wanted
-                ],
+        if self.table.protocol().min_reader_version > 1:
+            # Another writer upgraded the table (deletion vectors, column mapping): delta-rs
+            # refuses what a plain Parquet reader would read wrong.
+            return self.table.to_pyarrow_dataset(filesystem=filesystem)
+        actions = self.file_actions()
+        if partitions is not None:
+            wanted = pa.array(sorted(set(partitions)), pa.string())
+            actions = actions.filter(pc.is_in(actions.column("partition"), value_set=wanted))
+        schema = pa.schema(self.table.schema().to_arrow())
+        file_format = ds.ParquetFileFormat(
+            default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=True)
+        )
+        columns = self.store.spec.partition_by
+        values = [actions.column(f"partition.{c}").to_pylist() for c in columns]
+        fragments = [
+            file_format.make_fragment(
+                path,
                 filesystem=filesystem,
+                partition_expression=_partition_expression(
+                    schema, dict(zip(columns, row, strict=True))
+                ),
             )
-        if self._dataset is None:
-            self._dataset = self.table.to_pyarrow_dataset(filesystem=filesystem)
-        return self._dataset
+            for path, *row in zip(actions.column("path").to_pylist(), *values, strict=True)
+        ]
+        return ds.FileSystemDataset(fragments, schema, file_format, filesystem)
 
     def read(
         self,
@@ -490,10 +508,9 @@ class SilverStore:
     def _candidate_files(self, snapshot: SilverSnapshot, batch: pa.Table) -> dict[str, str]:
         """The files whose min/max key statistics can hold one of the batch's keys: path →
         partition path."""
-        assert snapshot.table is not None
-        actions = pa.table(snapshot.table.get_add_actions(flatten=True))
+        actions = snapshot.file_actions()
         paths = actions.column("path").to_pylist()
-        partitions = self.partition_paths(actions, prefix="partition.").to_pylist()
+        partitions = actions.column("partition").to_pylist()
         key = self.spec.key[0]
         if not paths or len(self.spec.key) > 1 or f"min.{key}" not in actions.column_names:
             return dict(zip(paths, partitions, strict=True))
@@ -672,3 +689,17 @@ def _storage_hiccup(exc: Exception) -> bool:
 
 def _back_off(attempt: int) -> None:
     time.sleep(random.uniform(0, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 5)))  # nosec B311: retry jitter, not security
+
+
+def _partition_expression(schema: pa.Schema, values: dict[str, Any]) -> pc.Expression:
+    """What every row of a file holds in its partition columns (``True`` when unpartitioned)."""
+    expression = pc.scalar(True)
+    for column, value in values.items():
+        field = pc.field(column)
+        term = (
+            field.is_null()
+            if value is None
+            else field == pa.scalar(value, schema.field(column).type)
+        )
+        expression = expression & term
+    return expression

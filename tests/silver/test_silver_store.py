@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet
 import pytest
 from deltalake import DeltaTable
@@ -289,6 +290,30 @@ def test_nearly_distinct_columns_are_written_without_a_dictionary(tmp_path) -> N
         for name in ("order_id", "customer_id", "updated_at", "_source_line"):
             assert "RLE_DICTIONARY" not in encodings[name], (uri, name)
         assert "RLE_DICTIONARY" in encodings["order_status"], uri
+
+
+def test_a_snapshots_dataset_reads_what_delta_rs_reads(lake: Lake) -> None:
+    store = SilverStore(lake, ORDERS)
+    for day in (20, 21, 22):
+        store.merge(day_of_orders(2, day, 200), f"run-{day}")
+    snapshot = store.current(version=2)  # an older version than the newest
+    table = snapshot.table
+    assert table is not None
+    theirs = table.to_pyarrow_dataset(filesystem=lake.arrow_filesystem(store.root))
+    assert sorted(snapshot.dataset().files) == sorted(theirs.files)
+    assert rows_of(snapshot.dataset().to_table()) == rows_of(theirs.to_table())
+
+    some = snapshot.partitions[1:3]
+    pruned = snapshot.dataset(some).to_table()
+    everything = theirs.to_table()
+    wanted = everything.filter(pc.is_in(store.partition_paths(everything), pa.array(some)))
+    assert 0 < pruned.num_rows < everything.num_rows
+    assert rows_of(pruned) == rows_of(wanted)
+    # the partition columns filter by value, as delta-rs's partition expressions do
+    first = some[0].split("/")[0].split("=")[1]
+    assert snapshot.dataset(some).count_rows(
+        filter=pc.field("order_date") == date.fromisoformat(first)
+    )
 
 
 def test_retention_deletes_old_partitions_and_vacuum_removes_their_files(lake: Lake) -> None:
