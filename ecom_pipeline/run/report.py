@@ -7,7 +7,7 @@ The manifest records it per file; a run whose accounting does not balance fails.
 from __future__ import annotations
 
 import time as clock
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -135,8 +135,9 @@ class RunReport:
             for f in report.files
         ]
 
-    def to_markdown(self) -> str:
-        """The run's Prefect artifact: per dataset, files, rows, partitions, reasons, timings."""
+    def to_markdown(self, links: Sequence[tuple[str, str]] = ()) -> str:
+        """The run's Prefect artifact: per dataset, files, rows, partitions, reasons, timings,
+        and ``links`` (text, URL: the manifest, the quarantine folders) at the end."""
         lines = [
             f"# Daily run {self.run_date.isoformat()} — "
             f"{'succeeded' if self.succeeded else 'FAILED'}",
@@ -179,6 +180,8 @@ class RunReport:
             lines += ["", "## Failures", *(f"- {markdown_text(f)}" for f in self.failures)]
         if self.seconds:
             lines += ["", "## Timings (s)", *(f"- {k}: {v:.2f}" for k, v in self.seconds.items())]
+        if links:
+            lines += ["", "## Links", *(f"- [{markdown_text(t)}]({url})" for t, url in links)]
         return "\n".join(lines) + "\n"
 
 

@@ -98,7 +98,7 @@ def test_a_failed_run_reports_run_succeeded_zero_and_no_freshness(
     assert _sum(cloudwatch, namespace, "FreshnessSeconds", {}) is None
 
 
-def test_the_run_has_a_table_of_its_files_and_links_to_manifest_and_quarantine(
+def test_the_run_has_a_table_of_its_files_and_a_summary_linking_manifest_and_quarantine(
     pipeline_env: Path,
 ) -> None:
     from prefect.client.orchestration import get_client
@@ -123,15 +123,18 @@ def test_the_run_has_a_table_of_its_files_and_links_to_manifest_and_quarantine(
         assert row["rows_read"] == (
             row["rows_written"] + row["rows_quarantined"] + row["rows_superseded"]
         )
-    manifest = by_key["daily-run-report-manifest"]
-    assert manifest.type == "markdown"  # Prefect stores a link artifact as markdown
-    assert report.manifest_key.split("/")[-1] in manifest.data
+    assert set(by_key) == {"daily-run-report", "daily-run-report-files"}  # two a run
+    summary = by_key["daily-run-report"].data
+    links = summary[summary.index("## Links") :].splitlines()[1:]
+    assert "run manifest: " in links[0]
+    assert report.manifest_key.split("/")[-1] in links[0]
     assert (pipeline_env / "lake" / report.manifest_key).is_file()
     quarantined = [n for n, d in report.datasets.items() if d.total("rows_quarantined")]
     assert quarantined
-    for name in quarantined:
-        link = by_key[f"daily-run-report-quarantine-{name}"].data
+    for name, link in zip(quarantined, links[1:], strict=True):
+        assert f"{name} set aside: " in link
         assert f"quarantine/{name}/dt={DAY}" in link
+        assert link.startswith("- [") and link.endswith(")")
 
 
 def test_markdown_text_shows_file_names_literally() -> None:
