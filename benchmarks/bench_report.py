@@ -214,7 +214,7 @@ def profile_lines(profile: dict[str, Any], top: int = 15) -> list[str]:
 
 
 def backfill_table(part: dict[str, Any]) -> list[str]:
-    """The backfill figures: total wall, stage sum, orchestration overhead."""
+    """The backfill figures: total wall, stage sum, flow bodies, orchestration overhead."""
     run = part.get("backfill", {})
     config = part.get("config", {})
     title = (
@@ -223,9 +223,9 @@ def backfill_table(part: dict[str, Any]) -> list[str]:
     )
     rows = [
         ["backfill() wall", _num(run.get("total_seconds"))],
-        ["sum of stage seconds (all days)", _num(run.get("stage_sum_seconds"))],
+        ["sum of stage seconds (lanes overlap)", _num(run.get("stage_sum_seconds"))],
         ["sum of daily flow bodies (manifests)", _num(run.get("daily_flow_body_seconds"))],
-        ["orchestration overhead", _num(run.get("overhead_seconds"))],
+        ["orchestration overhead (wall - bodies)", _num(run.get("overhead_seconds"))],
         ["overhead % of total", _num(run.get("overhead_pct"), 1)],
         ["backfill() CPU seconds", _num(run.get("cpu_seconds"))],
         ["backfill() waiting for a CPU (main thread)", _num(run.get("runqueue_wait_seconds"))],
