@@ -159,9 +159,9 @@ def day_table(title: str, part: dict[str, Any]) -> list[str]:
     stages = [[stage, _num(s)] for stage, s in ordered(pipeline.get("stages", {}))]
     ratio = part.get("ratio", {})
     stages += [
-        ["sum of stages", _num(pipeline.get("stage_sum_seconds"))],
+        ["sum of stages (lanes overlap)", _num(pipeline.get("stage_sum_seconds"))],
         ["daily() wall (pipeline total)", _num(pipeline.get("flow_seconds"))],
-        ["  of which outside stages", _num(ratio.get("flow_overhead_seconds"))],
+        ["  of which outside the flow body", _num(ratio.get("flow_overhead_seconds"))],
         ["daily() CPU seconds (all threads)", _num(pipeline.get("flow_cpu_seconds"))],
         [
             "daily() waiting for a CPU (main thread)",

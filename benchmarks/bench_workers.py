@@ -188,6 +188,7 @@ def run_pipeline(args: Result) -> Result:
         "flow_runqueue_wait_seconds": round(waited, 3),
         "stages": stages,
         "stage_sum_seconds": round(sum(stages.values()), 3),
+        "flow_body_seconds": _flow_seconds(report),
         "datasets": dataset_rows(report),
         "failures": report.get("failures", []),
         "warehouse_rows": report.get("warehouse_rows", {}),
