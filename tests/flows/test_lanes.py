@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -36,31 +37,29 @@ def test_at_once_the_lanes_overlap_and_each_keeps_its_order() -> None:
     assert done.index("payments") < done.index("employees")
 
 
-def test_a_failed_lane_stops_there_while_the_other_runs_to_its_end() -> None:
-    done: list[str] = []
+def failing_at(failure: str, done: list[str]) -> Callable[[str], str]:
+    """A step that fails on ``failure`` and notes every other item in ``done``."""
 
     def step(item: str) -> str:
-        if item == "customers":
-            raise ValueError("customers failed")
+        if item == failure:
+            raise ValueError(f"{item} failed")
         done.append(item)
         return item
 
+    return step
+
+
+def test_a_failed_lane_stops_there_while_the_other_runs_to_its_end() -> None:
+    done: list[str] = []
     with pytest.raises(ValueError, match="customers failed"):
-        run_lanes(step, LANES, at_once=True)
+        run_lanes(failing_at("customers", done), LANES, at_once=True)
     assert sorted(done) == ["employees", "payments"]
 
 
 def test_one_at_a_time_a_failure_stops_everything_after_it() -> None:
     done: list[str] = []
-
-    def step(item: str) -> str:
-        if item == "orders":
-            raise ValueError("orders failed")
-        done.append(item)
-        return item
-
     with pytest.raises(ValueError, match="orders failed"):
-        run_lanes(step, LANES, at_once=False)
+        run_lanes(failing_at("orders", done), LANES, at_once=False)
     assert done == ["customers"]
 
 
