@@ -4,6 +4,7 @@ independent computation of gold."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import date, timedelta
 from decimal import Decimal
@@ -125,7 +126,10 @@ def test_late_customers_move_their_orders_out_of_unknown(pipeline_env: Path) -> 
 
 @pytest.mark.parametrize("at_once", [True, False], ids=["small-day", "lanes-max-bytes-0"])
 def test_a_small_day_runs_its_lanes_at_once_and_a_large_one_a_dataset_at_a_time(
-    pipeline_env: Path, monkeypatch: pytest.MonkeyPatch, at_once: bool
+    pipeline_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    at_once: bool,
 ) -> None:
     if not at_once:
         monkeypatch.setenv("ECOM_LANES_MAX_BYTES", "0")  # every day counts as large
@@ -147,6 +151,8 @@ def test_a_small_day_runs_its_lanes_at_once_and_a_large_one_a_dataset_at_a_time(
     assert report.succeeded
     assert seen == ([1] if at_once else [-1])
     assert list(report.datasets) == [d.value for d in PROCESSING_ORDER]  # reported in order
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [w for w in warnings if "worker thread" in w]  # see flows/lanes.py
 
 
 def test_running_a_day_twice_changes_nothing_but_loaded_at(pipeline_env: Path) -> None:
