@@ -25,7 +25,8 @@ _SNS_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256
 _IDENTIFIER_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 #: Days up to this size overlap their datasets. A 1 M-order day (about 180 MB of CSV) then
 #: takes 8.9 s instead of 12.3 s and peaks at 1.0 GB instead of 0.9; a 10 M-order day, run one
-#: dataset at a time, peaks at 2.5 GB and would pass 3 GB in lanes.
+#: dataset at a time, peaks at 2.5 GB (not measured in lanes: two of its merges at once would
+#: likely pass 3 GB).
 LANES_MAX_BYTES = 256 * 1024 * 1024
 
 
