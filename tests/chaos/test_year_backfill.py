@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -49,6 +48,7 @@ from tests.deployment.conftest import (
     PREFECT,
     ManagedProcess,
     free_port,
+    fresh_prefect_database,
     quiet_prefect_env,
     start_process,
 )
@@ -68,17 +68,8 @@ BACKFILL_TIMEOUT_SECONDS = 3 * 3600
 @pytest.fixture
 def prefect_database(postgres_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database for the Prefect server (asyncpg URL), dropped afterwards."""
-    name = f"prefect_load_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(postgres_url).set(drivername="postgresql+asyncpg", database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_prefect_database(postgres_url, "prefect_load") as url:
+        yield url
 
 
 @pytest.fixture

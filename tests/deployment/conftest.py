@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from .dockerfile_replay import BackgroundReplay
 
@@ -278,10 +279,40 @@ def dockerfile_replay(
     return BackgroundReplay(tmp_path_factory.mktemp("dockerfile-replay"))
 
 
+@contextlib.contextmanager
+def fresh_prefect_database(postgres_url: str, prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database for a Prefect server (its asyncpg URL), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_url).set(drivername="postgresql+asyncpg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """``prefect server start`` (SQLite, all services incl. scheduler and triggers) on a free
-    port, stopped at the end of the session."""
+def prefect_database(postgres_url: str) -> Iterator[str]:
+    """The session's Prefect server database, on PostgreSQL.
+
+    Not SQLite: when a run is killed, its last events arrive in a burst, and the SQLite-backed
+    triggers service met "database is locked", retried four times and moved the events, the
+    run's Crashed event among them, to its dead-letter queue: the crash alert never came.
+    """
+    with fresh_prefect_database(postgres_url, "prefect_test") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def prefect_server(
+    tmp_path_factory: pytest.TempPathFactory, prefect_database: str
+) -> Iterator[PrefectServer]:
+    """``prefect server start`` (PostgreSQL, all services incl. scheduler and triggers) on a
+    free port, stopped at the end of the session."""
     root = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
     env = quiet_prefect_env(root / "server-home")
@@ -291,8 +322,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             "PREFECT_SERVER_API_PORT": str(port),
             "PREFECT_UI_ENABLED": "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-            # SQLite under a loaded 2-core CI: wait for the database lock rather than answer 503.
-            "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
+            "PREFECT_API_DATABASE_CONNECTION_URL": prefect_database,
         }
     )
     process = start_process(
