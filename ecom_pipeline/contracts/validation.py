@@ -18,9 +18,10 @@ import pandera.errors
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandera.polars import DataFrameSchema
 
 from ecom_pipeline.contracts import pii
-from ecom_pipeline.contracts.csv_reader import BLOCK_BYTES, LINE, RawRecords, iter_records
+from ecom_pipeline.contracts.csv_reader import BLOCK_BYTES, LINE, RaggedRecord, iter_records
 from ecom_pipeline.contracts.datasets import (
     INGESTED_AT,
     RUN_ID,
@@ -50,6 +51,9 @@ QUARANTINE_FIELDS = (
     pa.field(RUN_ID, pa.string()),
     pa.field(INGESTED_AT, TIMESTAMP_TYPE),
 )
+#: Suspect records are judged by pandera once this many have gathered (and at the file's end):
+#: a pass costs tens of milliseconds however few its rows, and a 1 M-row file has 12 blocks.
+SUSPECTS_PER_VERDICT = 50_000
 #: A column is treated as retyped upstream when at least this many values all fail its format.
 TYPE_CHANGE_MIN_VALUES = 2
 
@@ -168,6 +172,7 @@ class FileValidation:
         self.rows_read = 0
         self.dropped_columns: list[str] = []
         self._quarantined: list[pa.Table] = []
+        self._suspects = _Suspects()
         self._types = _TypeChangeWatch(source, spec.column_names)
         self._done = False
 
@@ -176,20 +181,50 @@ class FileValidation:
             self.source, self.stream, self.spec, block_bytes=self.block_bytes
         ):
             checked = _with_parsed(records.table, self.spec)
-            broken = _broken_rules(checked, self.spec, self.file_day)
-            self._types.add(checked, broken)
+            suspect = checked.select(~passes_every_rule(self._contract)).to_series()
+            self._types.count_present(checked)
             self.rows_read += records.rows_read
             self.dropped_columns = records.dropped_columns
-            self._quarantined.append(
-                _quarantine_rows(self.source, records, broken, self.spec, self.pii_key, self.run)
-            )
-            keep = np.ones(records.table.num_rows, dtype=bool)
-            keep[broken.get_column("row").to_numpy()] = False
+            self._suspects.add(checked.filter(suspect), records.ragged)
+            if self._suspects.rows >= SUSPECTS_PER_VERDICT:
+                self._judge_suspects()
             yield _typed_rows(
-                records.table, checked, keep, self.spec, self.source, self.pii_key, self.run
+                records.table,
+                checked,
+                ~suspect.to_numpy(),
+                self.spec,
+                self.source,
+                self.pii_key,
+                self.run,
             )
+        self._judge_suspects()
         self._types.check()
         self._done = True
+
+    @property
+    def _contract(self) -> DataFrameSchema:
+        return contract(self.spec.name, self.file_day)
+
+    def _judge_suspects(self) -> None:
+        """Name the rules the suspect records break and quarantine them (one pandera pass
+        for many blocks: a pass costs tens of milliseconds however few its rows)."""
+        checked, ragged = self._suspects.take()
+        if checked.is_empty() and not ragged:
+            return
+        broken = _broken_rules(checked, self.spec, self._contract)
+        self._types.add_failures(checked, broken)
+        self._quarantined.append(
+            _quarantine_rows(
+                self.source,
+                checked,
+                ragged,
+                broken,
+                self.spec,
+                self.pii_key,
+                self.run,
+                width=len(self.spec.column_names) + len(self.dropped_columns),
+            )
+        )
 
     def result(self, valid: ValidRows) -> ValidatedFile:
         """The file's outcome, once `valid_batches` is exhausted; ``valid`` holds its rows."""
@@ -209,6 +244,32 @@ class FileValidation:
         )
 
 
+class _Suspects:
+    """Records of a file that broke a rule (text, parsed values, line) and its ragged records,
+    gathered across blocks until they are judged."""
+
+    def __init__(self) -> None:
+        self._frames: list[pl.DataFrame] = []
+        self._ragged: list[RaggedRecord] = []
+        self._empty = pl.DataFrame()
+        self.rows = 0
+
+    def add(self, checked: pl.DataFrame, ragged: list[RaggedRecord]) -> None:
+        self._empty = checked.clear()
+        if not checked.is_empty():
+            self._frames.append(checked)
+        self._ragged.extend(ragged)
+        self.rows += checked.height + len(ragged)
+
+    def take(self) -> tuple[pl.DataFrame, list[RaggedRecord]]:
+        """Everything gathered (in file order), and a fresh start."""
+        frames, ragged = self._frames, self._ragged
+        self._frames, self._ragged, self.rows = [], [], 0
+        if not frames:
+            return self._empty, ragged
+        return pl.concat(frames, rechunk=True), ragged
+
+
 class _TypeChangeWatch:
     """Counts, per column over the whole file, present values and values failing the format;
     a column whose every value fails (two at least) had its type changed upstream."""
@@ -219,15 +280,18 @@ class _TypeChangeWatch:
         self.failed = dict.fromkeys(columns, 0)
         self.first: dict[str, tuple[int, str]] = {}
 
-    def add(self, checked: pl.DataFrame, broken: pl.DataFrame) -> None:
+    def count_present(self, checked: pl.DataFrame) -> None:
         counts = checked.select(pl.col(name).is_not_null().sum() for name in self.present)
         for name, count in zip(self.present, counts.row(0), strict=True):
             self.present[name] += int(count)
+
+    def add_failures(self, checked: pl.DataFrame, broken: pl.DataFrame) -> None:
+        """Count the format failures among ``broken`` (rows of ``checked``, in file order)."""
         format_failures = broken.filter(pl.col("rule").is_in(FORMAT_RULES))
         if format_failures.is_empty():
             return
         summary = format_failures.group_by("column", maintain_order=True).agg(
-            pl.len().alias("failed"), pl.col("row").first(), pl.col("rule").first()
+            pl.len().alias("failed"), pl.col("row").min(), pl.col("rule").first()
         )
         lines = checked.get_column(LINE)
         for name, failed, row, rule in summary.iter_rows():
@@ -268,19 +332,19 @@ _BROKEN_SCHEMA = {
 }
 
 
-def _broken_rules(checked: pl.DataFrame, spec: DatasetSpec, file_day: date) -> pl.DataFrame:
-    """Every rule each record breaks, in record, then column, then check order.
+def _broken_rules(
+    suspects: pl.DataFrame, spec: DatasetSpec, schema: DataFrameSchema
+) -> pl.DataFrame:
+    """Every rule each suspect record breaks, in record, then column, then check order.
 
-    The contract's rules are first evaluated over the whole block in one polars pass; pandera
-    then validates the rows that broke any (a few in a thousand, usually) and names each
-    failure, instead of collecting every check over every row one check at a time.
+    The suspects are the records `passes_every_rule` rejected, in one polars pass over each
+    block (a few in a thousand, usually); pandera validates only them and names each failure,
+    instead of collecting every check over every row one check at a time.
     """
-    schema = contract(spec.name, file_day)
-    suspects = checked.select(~passes_every_rule(schema)).to_series().arg_true()
     if suspects.is_empty():
         return pl.DataFrame(schema=_BROKEN_SCHEMA)
     try:
-        schema.validate(checked[suspects], lazy=True)
+        schema.validate(suspects, lazy=True)
     except pandera.errors.SchemaErrors as exc:
         cases = exc.failure_cases
     else:
@@ -288,11 +352,11 @@ def _broken_rules(checked: pl.DataFrame, spec: DatasetSpec, file_day: date) -> p
     if cases.get_column("index").null_count():  # a check that could not run: a defect of ours
         checks = cases.filter(pl.col("index").is_null()).get_column("check").to_list()
         raise RuntimeError(f"the {spec.name} contract could not be evaluated: {checks}")
+    if cases.get_column("index").n_unique() != suspects.height:  # a row would be lost
+        raise RuntimeError(f"the {spec.name} contract passed rows its own rules reject")
     positions = {name: position for position, name in enumerate(spec.column_names)}
-    # pandera's index is the row among the suspects: back to the row in the block
-    rows = suspects.gather(cases.get_column("index")).cast(pl.Int64).alias("row")
     return (
-        cases.with_columns(rows)
+        cases.with_columns(pl.col("index").cast(pl.Int64).alias("row"))
         .select(
             pl.col("row"),
             pl.col("column").cast(pl.String),
@@ -349,13 +413,19 @@ def _typed_rows(
 
 def _quarantine_rows(
     source: str,
-    records: RawRecords,
+    suspects: pl.DataFrame,
+    ragged: list[RaggedRecord],
     broken: pl.DataFrame,
     spec: DatasetSpec,
     pii_key: bytes,
     run: RunContext,
+    *,
+    width: int,
 ) -> pa.Table:
     """One row per failing or ragged record: its first broken rule and all of them.
+
+    ``broken`` names the rules each row of ``suspects`` breaks; ``width`` is the header's
+    number of fields (a ragged record's error says how many it has instead).
 
     In a dataset with PII, no value leaves in clear: PII columns are hashed and their offending
     value masked; an offending value of another column (an e-mail in ``signup_date``) is shown
@@ -367,7 +437,7 @@ def _quarantine_rows(
         pl.col("value").first(),
         (pl.col("column") + ": " + pl.col("rule")).str.join("; ").alias("errors"),
     )
-    bad = records.table.take(pa.array(first.get_column("row").to_numpy()))
+    bad = suspects[first.get_column("row")].select([*spec.column_names, LINE]).to_arrow()
     pii_columns = set(spec.pii_columns)
     columns = first.get_column("column").to_list()
     values: list[str | None] = first.get_column("value").to_list()
@@ -383,8 +453,6 @@ def _quarantine_rows(
             value = cells[name][where[row]]
             if name not in pii_columns and value is not None:
                 cells[name][where[row]] = pii.hash_value(pii_key, value)
-    ragged = records.ragged
-    width = len(spec.column_names) + len(records.dropped_columns)
     count = bad.num_rows + len(ragged)
     rows: dict[str, list[Any]] = {
         SOURCE_FILE: [source] * count,

@@ -15,6 +15,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
+from ecom_pipeline.contracts import validation
 from ecom_pipeline.contracts.datasets import SPECS, Dataset
 from ecom_pipeline.contracts.pii import MASK, hash_value
 from ecom_pipeline.contracts.validation import FileValidation, RunContext, validate_file
@@ -493,9 +494,15 @@ def validate_in_blocks(data: bytes, dataset: Dataset, block_bytes: int):
     return validation.result(pa.concat_tables(batches)), len(batches)
 
 
+@pytest.mark.parametrize("judged_every", [1, 50_000], ids=["row", "file"])
 @pytest.mark.parametrize("case", [c for c in CASES if not c.file_error], ids=lambda c: c.id)
-def test_validating_block_by_block_gives_the_whole_file_outcome(case: Case) -> None:
+def test_validating_block_by_block_gives_the_whole_file_outcome(
+    case: Case, judged_every: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Suspect records are judged whenever enough have gathered: after every one of them, or
+    once at the file's end, the outcome is the same."""
     whole = run_case(case)
+    monkeypatch.setattr(validation, "SUSPECTS_PER_VERDICT", judged_every)
     blocked, _batches = validate_in_blocks(case.data, case.dataset, block_bytes=40)
     assert blocked.rows_read == whole.rows_read
     assert blocked.valid.equals(whole.valid)
