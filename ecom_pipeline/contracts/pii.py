@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,18 +21,33 @@ def hash_value(key: bytes, value: str) -> str:
 def hash_array(key: bytes, values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Hash every non-null string; nulls stay null.
 
-    Each distinct value is hashed once (names repeat a lot), from a keyed state prepared once.
+    Each distinct value is hashed once (names repeat a lot), by `_keyed_sha256`.
     """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     encoded = pc.dictionary_encode(values)
-    keyed = hmac.new(key, digestmod=hashlib.sha256)
-    digests = []
-    for value in encoded.dictionary.to_pylist():
-        state = keyed.copy()
-        state.update(value.encode("utf-8"))
-        digests.append(state.hexdigest())
+    digest = _keyed_sha256(key)
+    digests = [digest(value.encode("utf-8")) for value in encoded.dictionary.to_pylist()]
     return pc.take(pa.array(digests, pa.string()), encoded.indices)
+
+
+def _keyed_sha256(key: bytes) -> Callable[[bytes], str]:
+    """`hash_value` as a function of the message, from the two SHA-256 states of the key's
+    pads prepared once (RFC 2104). Half the cost of copying an ``hmac`` object per value, whose
+    copy is Python code: 0.3 s of a 100 k-customer file's three PII columns."""
+    block = hashlib.sha256().block_size
+    padded = (hashlib.sha256(key).digest() if len(key) > block else key).ljust(block, b"\0")
+    inner_pad = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+    outer_pad = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+
+    def digest(message: bytes) -> str:
+        inner = inner_pad.copy()
+        inner.update(message)
+        outer = outer_pad.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+    return digest
 
 
 def hash_columns(key: bytes, table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
