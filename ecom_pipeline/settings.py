@@ -23,10 +23,10 @@ MIN_KEY_LENGTH = 16
 MIN_KEY_DISTINCT_CHARACTERS = 8
 _SNS_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 _IDENTIFIER_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
-#: Days up to this size overlap their steps in two lanes. A 1 M-order day (about 180 MB of CSV)
-#: then takes 8.9 s instead of 12.3 s and peaks at 1.0 GB instead of 0.9 (first lanes, one
-#: dataset a lane); a 10 M-order day, run one step at a time, peaks at 2.5 GB (not measured in
-#: lanes: two of its merges at once would likely pass 3 GB).
+#: Days up to this size overlap their datasets. A 1 M-order day (about 180 MB of CSV) then
+#: takes 8.9 s instead of 12.3 s and peaks at 1.0 GB instead of 0.9; a 10 M-order day, run one
+#: dataset at a time, peaks at 2.5 GB (not measured in lanes: two of its merges at once would
+#: likely pass 3 GB).
 LANES_MAX_BYTES = 256 * 1024 * 1024
 
 
@@ -81,9 +81,9 @@ class Settings(BaseSettings):
     lanes_max_bytes: int = Field(
         LANES_MAX_BYTES,
         ge=0,
-        description="a day whose files total at most this many bytes runs its validate and "
-        "silver steps in two lanes at once (DAY_LANES in flows/daily.py); a larger day, one "
-        "step at a time, so that memory holds one dataset's merge",
+        description="a day whose files total at most this many bytes processes its datasets "
+        "in two lanes at once (customers then orders, beside payments then employees); a larger "
+        "day, one dataset at a time, so that memory holds one dataset's merge",
     )
     environment: Literal["local", "production"] = Field(
         "local", description="production refuses to invent a PII key"

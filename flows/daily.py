@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
 
 from prefect import flow, runtime
 from prefect.context import TagsContext
 
-from ecom_pipeline.contracts.datasets import MERGED_AFTER, PROCESSING_ORDER, Dataset
+from ecom_pipeline.contracts.datasets import LANES, PROCESSING_ORDER, Dataset
 from ecom_pipeline.contracts.validation import RunContext
 from ecom_pipeline.errors import RunFailedError
 from ecom_pipeline.lake.lock import lake_lock
 from ecom_pipeline.lake.staging import staging_area
 from ecom_pipeline.run.report import (
+    DatasetReport,
     RunReport,
     StageClock,
     build_report,
@@ -23,7 +23,6 @@ from ecom_pipeline.run.report import (
     success_alert,
 )
 from ecom_pipeline.run.resources import build_resources
-from ecom_pipeline.run.validate import DatasetValidation
 from ecom_pipeline.settings import load_settings
 from ecom_pipeline.silver.upsert import SilverOutcome
 from flows.alerts import report_outcome
@@ -37,42 +36,6 @@ from tasks.silver import write_silver
 from tasks.validate import validate_dataset
 
 ALL_DATASETS = list(PROCESSING_ORDER)
-
-
-class Stage(StrEnum):
-    VALIDATE = "validate"
-    SILVER = "silver"
-
-
-#: One stage of one dataset: what a lane runs.
-Step = tuple[Stage, Dataset]
-#: A day's steps in two lanes side by side (up to ``ECOM_LANES_MAX_BYTES``), each lane in order.
-#: Orders are validated while customers are, and merged once customers are committed
-#: (`STEP_AFTER`): each lane then holds about half of a day's work (1 M orders: 3.4 s and 2.8 s
-#: one at a time, where customers then orders beside payments then employees gave 4.1 s and
-#: 2.5 s). One at a time, the first lane runs, then the second.
-DAY_LANES: tuple[tuple[Step, ...], ...] = (
-    (
-        (Stage.VALIDATE, Dataset.CUSTOMERS),
-        (Stage.SILVER, Dataset.CUSTOMERS),
-        (Stage.VALIDATE, Dataset.PAYMENTS),
-        (Stage.SILVER, Dataset.PAYMENTS),
-    ),
-    (
-        (Stage.VALIDATE, Dataset.ORDERS),
-        (Stage.VALIDATE, Dataset.EMPLOYEES),
-        (Stage.SILVER, Dataset.EMPLOYEES),
-        (Stage.SILVER, Dataset.ORDERS),
-    ),
-)
-#: The steps each step waits for, in whichever lane they are.
-STEP_AFTER: dict[Step, list[Step]] = {
-    (Stage.SILVER, dataset): [
-        (Stage.VALIDATE, dataset),
-        *((Stage.SILVER, first) for first in MERGED_AFTER.get(dataset, ())),
-    ]
-    for dataset in Dataset
-}
 #: A daily run started by a backfill carries the tag ``backfill:{backfill flow run id}``.
 BACKFILL_TAG_PREFIX = "backfill:"
 
@@ -139,32 +102,25 @@ def _run_day(day: date, datasets: list[Dataset], reprocess: bool) -> RunReport:
     with clock.timed("ingest"):
         inputs = ingest_raw_files(resources, day, datasets, reprocess, run.run_id)
 
-    validations: dict[Dataset, DatasetValidation] = {}
     silver: dict[Dataset, SilverOutcome] = {}
     # Valid rows wait on local disk between validate and silver: memory holds a batch, not a day.
     with staging_area(settings.scratch_dir, run.run_id) as staging:
 
-        def run_step(step: Step) -> None:
-            stage, dataset = step
-            with clock.timed(f"{stage}-{dataset}"):
-                if stage == Stage.VALIDATE:
-                    files = inputs.files.get(dataset, [])
-                    validations[dataset] = validate_dataset(resources, staging, dataset, files, run)
-                else:
-                    silver[dataset] = write_silver(
-                        resources, dataset, validations[dataset], day, run.run_id
-                    )
-            if stage == Stage.SILVER:
-                staging.discard(dataset)  # committed: scratch disk holds only what is in flight
+        def process(dataset: Dataset) -> DatasetReport:
+            """Validate, then merge into silver: the dataset's part of the report."""
+            files = inputs.files.get(dataset, [])
+            with clock.timed(f"validate-{dataset}"):
+                validation = validate_dataset(resources, staging, dataset, files, run)
+            with clock.timed(f"silver-{dataset}"):
+                silver[dataset] = write_silver(resources, dataset, validation, day, run.run_id)
+            staging.discard(dataset)  # committed: scratch disk holds only what is in flight
+            return dataset_report(dataset, validation, silver[dataset])
 
-        run_lanes(
-            run_step,
-            [[step for step in lane if step[1] in datasets] for lane in DAY_LANES],
-            after=STEP_AFTER,
+        shares = run_lanes(
+            process,
+            [[d for d in lane if d in datasets] for lane in LANES],
             at_once=inputs.size <= settings.lanes_max_bytes,
         )
-    chosen = [d for d in PROCESSING_ORDER if d in datasets]
-    shares = [dataset_report(d, validations[d], silver[d]) for d in chosen]
 
     # Gold month files are read, patched and rewritten: one run at a time per lake.
     with lake_lock(resources.lake, "gold"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -72,44 +71,3 @@ def test_the_first_failure_in_lane_order_is_raised() -> None:
 
     with pytest.raises(ValueError, match="orders failed"):
         run_lanes(step, LANES, at_once=True)
-
-
-# A day's shape: orders are validated beside customers, and merged after them.
-STEPS = [["validate-c", "merge-c", "validate-p"], ["validate-o", "merge-o"]]
-AFTER = {"merge-c": ["validate-c"], "merge-o": ["validate-o", "merge-c"]}
-
-
-@pytest.mark.parametrize("at_once", [True, False])
-def test_an_item_waits_for_what_it_comes_after_in_another_lane(at_once: bool) -> None:
-    done: list[str] = []
-
-    def step(item: str) -> str:
-        if item == "merge-c":
-            time.sleep(0.2)  # the other lane reaches merge-o long before
-        done.append(item)
-        return item
-
-    results = run_lanes(step, STEPS, after=AFTER, at_once=at_once)
-    assert results == ["validate-c", "merge-c", "validate-p", "validate-o", "merge-o"]
-    assert done.index("merge-c") < done.index("merge-o")
-    if not at_once:  # one at a time: the first lane until it would wait, then the other
-        assert done == ["validate-c", "merge-c", "validate-p", "validate-o", "merge-o"]
-
-
-@pytest.mark.parametrize("at_once", [True, False])
-def test_what_comes_after_a_failure_in_another_lane_does_not_run(at_once: bool) -> None:
-    done: list[str] = []
-    with pytest.raises(ValueError, match="merge-c failed"):
-        run_lanes(failing_at("merge-c", done), STEPS, after=AFTER, at_once=at_once)
-    assert "merge-o" not in done
-    if at_once:  # the failed lane stops; the waiting one stops at what waits
-        assert sorted(done) == ["validate-c", "validate-o"]
-
-
-def test_items_waiting_for_each_other_in_a_circle_are_refused() -> None:
-    with pytest.raises(ValueError, match="circle"):
-        run_lanes(str.upper, [["a", "b"], ["c"]], after={"a": ["c"], "c": ["b"]}, at_once=True)
-
-
-def test_what_it_waits_for_outside_the_lanes_is_ignored() -> None:
-    assert run_lanes(str.upper, [["merge-o"]], after=AFTER, at_once=True) == ["MERGE-O"]
