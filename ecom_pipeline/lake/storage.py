@@ -82,9 +82,9 @@ class Lake(ABC):
     #: The root as configured: a folder path or ``s3://bucket[/prefix]``.
     root: str
     #: Requests sent again after a transient failure (throttling, 5xx, a reset): boto3's own
-    #: retries, and the silver step's Delta operations repeated after a read cut short (see
-    #: `record_retries`; Arrow's and delta-rs' internal retries are not reported to us). The
-    #: run manifest records it.
+    #: retries, reads of a body cut short, and the silver step's Delta operations repeated
+    #: after a read cut short (see `record_retries`; Arrow's and delta-rs' internal retries
+    #: are not reported to us). The run manifest records it.
     request_retries: int = 0
     _retries_lock = threading.Lock()  # tasks of one run share the lake from several threads
 
@@ -387,6 +387,7 @@ class S3Lake(Lake):
             except (IncompleteReadError, ResponseStreamingError):
                 if attempt == _BODY_READ_ATTEMPTS - 1:
                     raise
+                self.record_retries()
         raise AssertionError("unreachable")
 
     def open_binary(self, key: str) -> BinaryIO:

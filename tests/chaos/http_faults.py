@@ -13,7 +13,9 @@ with one fault instead of, or after, forwarding the request:
   connection closes.
 
 `FaultyHttpProxy.injected` counts the faults by kind and `requests` the requests seen, so a test
-reports how many faults its operations survived. Clients are pointed at ``endpoint``.
+reports how many faults its operations survived; `log` names the client each fault hit (boto3,
+Arrow's AWS SDK, delta-rs' object_store), since only boto3 reports its retries to us. Clients are
+pointed at ``endpoint``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections import Counter
 from collections.abc import Iterable
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 FaultKind = Literal["slowdown", "internal", "reset", "lost_reply", "slow", "truncated"]
@@ -41,11 +43,27 @@ ALL_FAULTS: tuple[FaultKind, ...] = (
     "slow",
     "truncated",
 )
+#: Faults a boto3 client answers by sending the request again (a truncated body or a slow
+#: reply is not a failed request to it).
+BOTOCORE_RETRIED: frozenset[FaultKind] = frozenset({"slowdown", "internal", "reset", "lost_reply"})
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade"}
 _ERROR_BODY = (
     '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
     "<Message>{message}</Message><RequestId>chaos</RequestId></Error>"
 )
+
+
+class InjectedFault(NamedTuple):
+    method: str
+    path: str
+    kind: FaultKind
+    #: The first product of the request's User-Agent: ``Boto3``, ``aws-sdk-cpp``, ...
+    client: str
+
+
+def client_of(user_agent: str) -> str:
+    """The first product token of a User-Agent (``Boto3/1.35.0 md/...`` gives ``Boto3``)."""
+    return user_agent.split("/", 1)[0].split(" ", 1)[0]
 
 
 class FaultyHttpProxy:
@@ -78,9 +96,9 @@ class FaultyHttpProxy:
         self.methods = None if methods is None else {m.upper() for m in methods}
         self.injected: Counter[str] = Counter()
         self.requests = 0
-        #: (method, path, fault) of each faulted request, in order.
-        self.log: list[tuple[str, str, str]] = []
-        self._script: list[FaultKind] = []
+        #: Each faulted request, in order.
+        self.log: list[InjectedFault] = []
+        self._script: list[tuple[FaultKind, str | None]] = []
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
@@ -93,30 +111,45 @@ class FaultyHttpProxy:
     def faults(self) -> int:
         return sum(self.injected.values())
 
-    def queue(self, *kinds: FaultKind) -> None:
-        """Give the next requests (of ``methods``) these faults, one each, before any drawn."""
+    def queue(self, *kinds: FaultKind, client: str | None = None) -> None:
+        """Give the next requests (of ``methods``, and of ``client`` if given, see `client_of`)
+        these faults, one each, before any drawn."""
         with self._lock:
-            self._script.extend(kinds)
+            self._script.extend((kind, client) for kind in kinds)
+
+    def faults_met_by(self, client: str, path_prefix: str, kinds: Iterable[FaultKind]) -> int:
+        """How many faults of ``kinds`` hit ``client``'s requests under ``path_prefix``."""
+        wanted = set(kinds)
+        return sum(
+            1
+            for fault in self.log
+            if fault.client == client
+            and fault.path.startswith(path_prefix)
+            and fault.kind in wanted
+        )
 
     def refusal(self, method: str, path: str, headers: Message) -> tuple[int, str, str] | None:
         """An AWS error answer (status, code, message) to give this request instead of
         forwarding it, or None. None here; subclasses refuse credentials or writes."""
         return None
 
-    def draw(self, method: str, path: str) -> FaultKind | None:
-        """The fault for this request, or None (counts it)."""
+    def draw(self, method: str, path: str, client: str = "") -> FaultKind | None:
+        """The fault for this request from ``client`` (see `client_of`), or None (counts it)."""
         with self._lock:
             self.requests += 1
             if self.methods is not None and method not in self.methods:
                 return None
-            if self._script:
-                kind = self._script.pop(0)
+            scripted = next(
+                (i for i, (_, only) in enumerate(self._script) if only in (None, client)), None
+            )
+            if scripted is not None:
+                kind = self._script.pop(scripted)[0]
             elif self.kinds and self._random.random() < self.rate:
                 kind = self._random.choice(self.kinds)
             else:
                 return None
             self.injected[kind] += 1
-            self.log.append((method, path, kind))
+            self.log.append(InjectedFault(method, path, kind, client))
             return kind
 
     def __enter__(self) -> FaultyHttpProxy:
@@ -185,7 +218,9 @@ class _FaultHandler(BaseHTTPRequestHandler):
         if refused is not None:
             self._error(*refused)
             return
-        fault = self.proxy.draw(self.command, self.path)
+        fault = self.proxy.draw(
+            self.command, self.path, client_of(self.headers.get("User-Agent", ""))
+        )
         if fault == "slowdown":
             self._error(503, "SlowDown", "Please reduce your request rate.")
             return

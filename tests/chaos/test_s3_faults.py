@@ -80,6 +80,10 @@ def test_each_fault_on_each_operation_is_survived(
     assert listed == ["a/one.bin", "a/two.bin"]
     assert stored(direct_s3, lake) == {"a/two.bin": data}
     assert proxy.injected[kind] == 6
+    # Each request sent again is counted for the run's manifest: all six after a failed
+    # request; after a truncated reply, the read, the list and the refused create (the
+    # write's and the delete's replies have no body to cut); none after a slow reply.
+    assert lake.request_retries == {"slow": 0, "truncated": 3}.get(kind, 6)
     fault_tally.update(faults_injected=proxy.faults, survived=proxy.faults, rows_lost=0)
 
 
