@@ -244,29 +244,24 @@ def _print_gold_summary(settings: Settings) -> None:
     from ecom_pipeline.warehouse.engine import open_warehouse
 
     with open_warehouse(settings) as warehouse:
-        tables = {table.name: warehouse.read_table(table) for table in GOLD_TABLES}
+        tables = {table.name: warehouse.rows_by_month(table) for table in GOLD_TABLES}
         where = f"{warehouse.display_url} (schema {warehouse.schema})"
-    for line in gold_summary_lines(
-        {name: (rows.num_rows, rows.column("month").to_pylist()) for name, rows in tables.items()},
-        where,
-        settings.warehouse_schema,
-    ):
+    for line in gold_summary_lines(tables, where, settings.warehouse_schema):
         print(line)
 
 
-def gold_summary_lines(
-    tables: dict[str, tuple[int, list[str]]], where: str, schema: str
-) -> list[str]:
+def gold_summary_lines(tables: dict[str, dict[str, int]], where: str, schema: str) -> list[str]:
     """Plain lines naming each gold table with its rows and months, then where to query them.
 
     Args:
-        tables: per table name, its row count and the ``month`` value of each row.
+        tables: per table name, its row count per month (``YYYY-MM``).
         where: the warehouse, password hidden, and its schema.
         schema: the schema, for the example query.
     """
     lines = [f"gold tables in {where}:"]
-    for name, (rows, months) in tables.items():
-        lines.append(f"  {name:<18} {rows:>7} rows  {_months_text(sorted(set(months)))}")
+    for name, rows_by_month in tables.items():
+        rows = sum(rows_by_month.values())
+        lines.append(f"  {name:<18} {rows:>7} rows  {_months_text(sorted(rows_by_month))}")
     first = next(iter(tables), "daily_revenue")
     lines.append(f"  query them with SQL as {schema}.<table>, e.g. {schema}.{first}")
     return lines

@@ -179,7 +179,7 @@ def test_a_local_run_and_backfill_print_progress_and_the_gold_tables_and_nothing
 
 def test_the_gold_summary_names_rows_months_and_where() -> None:
     lines = ecom_cli.gold_summary_lines(
-        {"daily_revenue": (3, ["2026-11", "2026-11", "2026-10"]), "monthly_customers": (0, [])},
+        {"daily_revenue": {"2026-11": 2, "2026-10": 1}, "monthly_customers": {}},
         "postgresql+psycopg://etl:***@db/analytics (schema gold)",
         "gold",
     )

@@ -465,10 +465,21 @@ class Warehouse:
             )
             return max(result.rowcount, 0)
 
+    def rows_by_month(self, table: GoldTable) -> dict[str, int]:
+        """Each month of a gold table (``YYYY-MM``) with its row count, counted by the
+        warehouse; empty if the table does not exist."""
+        with self._engine.connect() as conn:
+            if not self._table_exists(conn, table):
+                return {}
+            counts = conn.execute(
+                sql_text(q.rows_by_month_sql(self._engine.dialect, self.schema, table))
+            ).fetchall()
+        return {str(month): int(rows) for month, rows in counts}
+
     def read_table(self, table: GoldTable) -> pa.Table:
         """All rows of a gold table, sorted by its key, with `read_schema` types.
 
-        Meant for tests and run summaries (it reads the whole table into memory).
+        Meant for tests (it reads the whole table into memory); summaries use `rows_by_month`.
 
         Returns:
             The gold columns in GoldTable order plus ``_loaded_at`` (UTC); decimals as

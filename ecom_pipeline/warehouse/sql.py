@@ -291,6 +291,15 @@ def table_exists_sql() -> str:
     )
 
 
+def rows_by_month_sql(dialect: Dialect, schema: str, table: GoldTable) -> str:
+    """Each month of the table with its row count, months in order."""
+    month = quote_identifier(dialect, "month")
+    return (
+        f"SELECT {month}, COUNT(*) FROM {qualified_name(dialect, schema, table.name)} "  # nosec B608
+        f"GROUP BY {month} ORDER BY {month}"
+    )
+
+
 def select_table_sql(dialect: Dialect, schema: str, table: GoldTable) -> str:
     """Every row with ``_loaded_at``, in GoldTable column order, sorted by the key."""
     columns = _column_list(dialect, (*table.column_names, LOADED_AT))

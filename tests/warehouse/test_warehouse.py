@@ -119,6 +119,15 @@ def test_first_load_creates_schema_and_table(warehouse: Warehouse, target: Targe
     assert loaded_at_values(stored) == {T1}
 
 
+def test_rows_by_month_are_counted_by_the_warehouse(warehouse: Warehouse) -> None:
+    assert warehouse.rows_by_month(DAILY_REVENUE) == {}  # no table yet
+    november, october = revenue_rows("2026-11"), revenue_rows("2026-10")
+    warehouse.upsert_months(DAILY_REVENUE, november, ["2026-11"], loaded_at=T1)
+    warehouse.upsert_months(DAILY_REVENUE, october.slice(0, 2), ["2026-10"], loaded_at=T1)
+
+    assert warehouse.rows_by_month(DAILY_REVENUE) == {"2026-10": 2, "2026-11": november.num_rows}
+
+
 def test_same_load_twice_changes_only_loaded_at(warehouse: Warehouse) -> None:
     rows = revenue_rows("2026-11")
     warehouse.upsert_months(DAILY_REVENUE, rows, ["2026-11"], loaded_at=T1)
