@@ -117,14 +117,15 @@ class FaultyHttpProxy:
         with self._lock:
             self._script.extend((kind, client) for kind in kinds)
 
-    def faults_met_by(self, client: str, path_prefix: str, kinds: Iterable[FaultKind]) -> int:
-        """How many faults of ``kinds`` hit ``client``'s requests under ``path_prefix``."""
+    def faults_met_by(self, client: str, bucket: str, kinds: Iterable[FaultKind]) -> int:
+        """How many faults of ``kinds`` hit ``client``'s requests to ``bucket`` (path-style:
+        its objects ``/bucket/key`` and the bucket itself, ``/bucket?list-type=2``)."""
         wanted = set(kinds)
         return sum(
             1
             for fault in self.log
             if fault.client == client
-            and fault.path.startswith(path_prefix)
+            and urlsplit(fault.path).path.split("/")[1] == bucket
             and fault.kind in wanted
         )
 

@@ -101,7 +101,7 @@ def faulty_daily_equals_clean(
     # The manifests count what was tried again: nothing in the clean run; under faults, at
     # least each lake request boto3 sent again (Arrow and delta-rs retry without telling us).
     assert retries_recorded(clean) == 0
-    resent_by_boto3 = proxy.faults_met_by("Boto3", f"/{BUCKET}", BOTOCORE_RETRIED)
+    resent_by_boto3 = proxy.faults_met_by("Boto3", BUCKET, BOTOCORE_RETRIED)
     assert resent_by_boto3 >= 1, proxy.log
     assert retries_recorded(faulty) >= resent_by_boto3, proxy.log
     return proxy
