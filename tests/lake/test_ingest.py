@@ -181,7 +181,10 @@ def test_parquet_reads_only_the_asked_columns_on_both_lakes(lake: Lake) -> None:
 def test_the_ingest_task_accounts_for_strays_and_escapes_names_in_its_log(
     pipeline_env: Path,
 ) -> None:
+    from prefect import flow
+
     from ecom_pipeline.contracts.datasets import Dataset
+    from ecom_pipeline.run.ingest import DayInputs
     from ecom_pipeline.run.resources import build_resources
     from ecom_pipeline.settings import load_settings
     from tasks.ingest import ingest_raw_files
@@ -199,8 +202,13 @@ def test_the_ingest_task_accounts_for_strays_and_escapes_names_in_its_log(
     collect.emit = records.append  # type: ignore[method-assign]
     task_log = logging.getLogger("prefect.task_runs")
     task_log.addHandler(collect)
+
+    @flow
+    def pipeline() -> DayInputs:  # as the pipeline calls its tasks: inside a flow run
+        return ingest_raw_files(resources, DAY, [Dataset.ORDERS], False, "run-1")
+
     try:
-        inputs = ingest_raw_files(resources, DAY, [Dataset.ORDERS], False, "run-1")
+        inputs = pipeline()
     finally:
         task_log.removeHandler(collect)
 
